@@ -1,0 +1,35 @@
+/* stats.h -- the status table (the original's columns) and the counters map. */
+#ifndef MRTE_STATS_H
+#define MRTE_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "capture.h"
+#include "mrte.h"
+#include "publish.h"
+
+struct stats_snapshot {
+	uint64_t t_ns;
+	struct mrte_kstats k;
+	struct mrte_agent_stats a;
+	uint64_t if_drops;
+};
+
+/* The original's columns, as totals (rates are taken between two snapshots). */
+uint64_t stats_total_packets(const struct stats_snapshot *s);
+uint64_t stats_valid_packets(const struct stats_snapshot *s);
+uint64_t stats_dropped_packets(const struct stats_snapshot *s);
+
+struct stats;
+
+struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps);
+/* Read every counter now; also rewrite the pinned agent_stats map. */
+void stats_sample(struct stats *s);
+/* One row: values per second since the previous row (gauges as they are). */
+void stats_print_row(struct stats *s);
+/* Totals and every drop reason, for the exit log. */
+void stats_print_summary(struct stats *s);
+void stats_free(struct stats *s);
+
+#endif
