@@ -81,18 +81,18 @@ $(BUILD)/loadgen: tools/loadgen.c
 # Unit tests run under AddressSanitizer and UBSan.
 SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_OBJS  := $(patsubst src/%.c,$(BUILD)/asan/%.o,$(filter-out src/main.c,$(AGENT_SRCS)))
-UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
-BPF_TESTS  := $(patsubst tests/bpf/%.c,$(BUILD)/tests/%,$(wildcard tests/bpf/test_*.c))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_unit_*.c))
+BPF_TESTS  := $(patsubst tests/bpf/%.c,$(BUILD)/tests/%,$(wildcard tests/bpf/test_bpf_*.c))
 
 $(BUILD)/asan/%.o: src/%.c $(wildcard include/*.h) bpf/mrte.h bpf/mrte_parse.h $(BUILD)/mrte.skel.h | $(BUILD)/asan
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -c $< -o $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/fakes.h $(ASAN_OBJS) | $(BUILD)/tests
+$(BUILD)/tests/test_unit_%: tests/unit/test_unit_%.c $(wildcard tests/unit/*.h) $(ASAN_OBJS) | $(BUILD)/tests
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -Itests/unit $< $(ASAN_OBJS) -o $@ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIB_OBJS) | $(BUILD)/tests
+$(BUILD)/tests/test_bpf_%: tests/bpf/test_bpf_%.c $(wildcard tests/unit/*.h) $(LIB_OBJS) | $(BUILD)/tests
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $< $(LIB_OBJS) -o $@ $(LDLIBS) -lcmocka
 

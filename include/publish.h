@@ -15,7 +15,14 @@
 
 struct publishers;
 
-struct publishers *publishers_start(const struct mrte_config *cfg, struct capture *cap,
+/* Where publisher i gets its records: the capture backend in the agent,
+ * a plain record queue in tests. */
+struct feed_source {
+	struct feed *(*feed)(void *arg, unsigned idx, feed_record_fn fn, void *ctx);
+	void *arg;
+};
+
+struct publishers *publishers_start(const struct mrte_config *cfg, const struct feed_source *src,
 				    uint32_t local_ip);
 /* Drain what the capture already delivered, flush, wait for the broker's
  * confirms until deadline_ns, then stop and join every thread. */

@@ -46,6 +46,33 @@ static inline size_t wire_batch_room(const struct wire_batch *b)
 	return b->cap - b->len;
 }
 
+/* When a batch becomes a message: at max_units units, before it would
+ * grow past max_bytes, or once its first unit has waited max_wait_ns. */
+struct batch_policy {
+	uint32_t max_units;
+	uint32_t max_bytes;
+	uint64_t max_wait_ns;
+};
+
+/* Close the batch before adding a unit of unit_size bytes? */
+static inline int batch_close_before(const struct batch_policy *p, const struct wire_batch *b,
+				     size_t unit_size)
+{
+	return b->units && b->len + unit_size > p->max_bytes;
+}
+
+/* Close the batch now that a unit went in? */
+static inline int batch_close_after(const struct batch_policy *p, const struct wire_batch *b)
+{
+	return b->units >= p->max_units || b->len >= p->max_bytes;
+}
+
+/* When the batch must be closed by time (UINT64_MAX when empty). */
+static inline uint64_t batch_deadline(const struct batch_policy *p, const struct wire_batch *b)
+{
+	return b->units ? b->first_ns + p->max_wait_ns : UINT64_MAX;
+}
+
 /* ---- decoding (what MRTE-Player accepts) -------------------------------- */
 
 struct wire_unit {

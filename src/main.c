@@ -46,6 +46,11 @@ static int interface_ipv4(const char *ifname, uint32_t *addr)
 	return rc;
 }
 
+static struct feed *capture_feed_for(void *arg, unsigned idx, feed_record_fn fn, void *ctx)
+{
+	return capture_feed(arg, idx, fn, ctx);
+}
+
 static void describe_start(const struct mrte_config *cfg, uint32_t local_ip)
 {
 	char ports[64] = "", ip[INET_ADDRSTRLEN];
@@ -112,7 +117,9 @@ int main(int argc, char **argv)
 
 	if (!cap)
 		goto out;
-	ps = publishers_start(&cfg, cap, local_ip);
+	struct feed_source src = {.feed = capture_feed_for, .arg = cap};
+
+	ps = publishers_start(&cfg, &src, local_ip);
 	if (!ps)
 		goto out;
 	st = stats_new(stdout, cap, ps);

@@ -69,6 +69,7 @@ struct publisher {
 	struct flow_table *flows;
 	struct sink *sink;
 	struct wire_batch batch;
+	struct batch_policy policy;
 	size_t buf_cap;
 
 	struct msg *pending; /* ring; grows past queue_size only within one record */
@@ -247,7 +248,7 @@ static void on_unit(void *ctx, uint32_t saddr, uint16_t sport, const uint8_t *a,
 	struct publisher *p = ctx;
 	size_t size = wire_unit_size(alen + blen);
 
-	if (p->batch.units && p->batch.len + size > p->cfg->batch_bytes)
+	if (batch_close_before(&p->policy, &p->batch, size))
 		close_batch(p);
 	if (size > wire_batch_room(&p->batch)) {
 		/* Larger than any record can make: a bug, but never a crash. */
@@ -256,7 +257,7 @@ static void on_unit(void *ctx, uint32_t saddr, uint16_t sport, const uint8_t *a,
 		return;
 	}
 	wire_batch_add(&p->batch, saddr, sport, a, alen, b, blen, p->now);
-	if (p->batch.units >= p->cfg->batch_packets || p->batch.len >= p->cfg->batch_bytes)
+	if (batch_close_after(&p->policy, &p->batch))
 		close_batch(p);
 }
 
@@ -341,7 +342,7 @@ static int loop_timeout_ms(struct publisher *p)
 	uint64_t deadline = p->now + HOUSEKEEPING_NS;
 	uint64_t d;
 
-	if (p->batch.units && (d = p->batch.first_ns + p->cfg->read_timeout_ms * 1000000ull) < deadline)
+	if ((d = batch_deadline(&p->policy, &p->batch)) < deadline)
 		deadline = d;
 	if ((d = flow_next_deadline(p->flows)) < deadline)
 		deadline = d;
@@ -375,8 +376,7 @@ static void loop_once(struct publisher *p, int timeout_ms)
 		p->feed->consume(p->feed);
 	p->now = mono_ns();
 	flow_tick(p->flows, p->now);
-	if (p->batch.units &&
-	    p->now - p->batch.first_ns >= p->cfg->read_timeout_ms * 1000000ull)
+	if (p->now >= batch_deadline(&p->policy, &p->batch))
 		close_batch(p);
 	drain_pending(p);
 	arm_feed(p, !backpressured(p));
@@ -432,7 +432,7 @@ static void *publisher_main(void *arg)
 /* ---- set-up and the public interface ---------------------------------------------------- */
 
 static int publisher_init(struct publisher *p, int id, const struct mrte_config *cfg,
-			  struct capture *cap, uint32_t local_ip)
+			  const struct feed_source *src, uint32_t local_ip)
 {
 	p->id = id;
 	p->cfg = cfg;
@@ -445,6 +445,9 @@ static int publisher_init(struct publisher *p, int id, const struct mrte_config 
 	if (p->buf_cap < cfg->batch_bytes)
 		p->buf_cap = cfg->batch_bytes;
 	p->pend_cap = cfg->queue_size + 1;
+	p->policy = (struct batch_policy){.max_units = cfg->batch_packets,
+					  .max_bytes = cfg->batch_bytes,
+					  .max_wait_ns = cfg->read_timeout_ms * 1000000ull};
 	p->pending = calloc(p->pend_cap, sizeof(*p->pending));
 	p->spare_cap = 4;
 	p->spare = calloc(p->spare_cap, sizeof(*p->spare));
@@ -466,7 +469,7 @@ static int publisher_init(struct publisher *p, int id, const struct mrte_config 
 		p->sink = amqp_sink_new(cfg, id, &p->st);
 	else
 		p->sink = file_sink_new(cfg->sink == SINK_FILE ? cfg->output : NULL, id, &p->st);
-	p->feed = capture_feed(cap, (unsigned)id, on_record, p);
+	p->feed = src->feed(src->arg, (unsigned)id, on_record, p);
 	if (!p->sink || !p->feed)
 		return -1;
 
@@ -504,7 +507,7 @@ static void publisher_free(struct publisher *p)
 	pthread_mutex_destroy(&p->ctl_lock);
 }
 
-struct publishers *publishers_start(const struct mrte_config *cfg, struct capture *cap,
+struct publishers *publishers_start(const struct mrte_config *cfg, const struct feed_source *src,
 				    uint32_t local_ip)
 {
 	struct publishers *ps = calloc(1, sizeof(*ps));
@@ -520,7 +523,7 @@ struct publishers *publishers_start(const struct mrte_config *cfg, struct captur
 	}
 	memset(ps->p, 0, sizeof(*ps->p) * ps->n);
 	for (unsigned i = 0; i < ps->n; i++) {
-		if (publisher_init(&ps->p[i], (int)i, cfg, cap, local_ip)) {
+		if (publisher_init(&ps->p[i], (int)i, cfg, src, local_ip)) {
 			log_error("publisher %u: cannot set up: %s", i, strerror(errno));
 			goto fail;
 		}
