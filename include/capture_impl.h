@@ -20,6 +20,8 @@ int bpf_capture_attach_xdp(struct bpf_capture *b, int ifindex, bool native, char
 int bpf_capture_attach_tc(struct bpf_capture *b, int ifindex, const char **how, char *err,
 			  size_t errlen);
 struct feed *bpf_capture_feed(struct bpf_capture *b, unsigned idx, feed_record_fn fn, void *ctx);
+/* The loaded program's fd (for bpf_prog_test_run in tests), or -1. */
+int bpf_capture_prog_fd(struct bpf_capture *b, const char *prog);
 void bpf_capture_kstats(struct bpf_capture *b, struct mrte_kstats *out);
 int bpf_capture_agent_stats_fd(struct bpf_capture *b);
 int bpf_capture_pin(struct bpf_capture *b, const char *dir);

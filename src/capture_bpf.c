@@ -331,6 +331,15 @@ fail:
 	return NULL;
 }
 
+int bpf_capture_prog_fd(struct bpf_capture *b, const char *prog)
+{
+	if (!strcmp(prog, "xdp"))
+		return bpf_program__fd(b->skel->progs.mrte_xdp);
+	if (!strcmp(prog, "tc"))
+		return bpf_program__fd(b->skel->progs.mrte_tc);
+	return -1;
+}
+
 /* ---- counters --------------------------------------------------------------- */
 
 void bpf_capture_kstats(struct bpf_capture *b, struct mrte_kstats *out)
