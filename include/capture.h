@@ -41,6 +41,9 @@ bool capture_done(const struct capture *c);
  * reader's own), and interface drops since start. */
 void capture_kstats(struct capture *c, struct mrte_kstats *out);
 uint64_t capture_if_drops(struct capture *c);
+/* Add the capture side's own drop counters (pcap: queue full, truncated,
+ * pcap_stats) to the agent's block. */
+void capture_agent_stats(struct capture *c, struct mrte_agent_stats *a);
 
 /* The map the agent's own counters are published in (BTF-described), or -1. */
 int capture_agent_stats_fd(struct capture *c);

@@ -42,6 +42,7 @@ int pcap_capture_start(struct pcap_capture *p);
 bool pcap_capture_done(const struct pcap_capture *p);
 void pcap_capture_kstats(struct pcap_capture *p, struct mrte_kstats *out);
 uint64_t pcap_capture_if_drops(struct pcap_capture *p);
+void pcap_capture_agent_stats(struct pcap_capture *p, struct mrte_agent_stats *a);
 void pcap_capture_stop(struct pcap_capture *p);
 void pcap_capture_free(struct pcap_capture *p);
 

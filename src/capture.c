@@ -251,6 +251,12 @@ uint64_t capture_if_drops(struct capture *c)
 	return now > c->if_drops_base ? now - c->if_drops_base : 0;
 }
 
+void capture_agent_stats(struct capture *c, struct mrte_agent_stats *a)
+{
+	if (c->mode == CAPTURE_PCAP)
+		pcap_capture_agent_stats(c->pcap, a);
+}
+
 int capture_agent_stats_fd(struct capture *c)
 {
 	return c->bpf ? bpf_capture_agent_stats_fd(c->bpf) : -1;

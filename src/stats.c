@@ -49,7 +49,7 @@ uint64_t stats_dropped_packets(const struct stats_snapshot *s)
 
 	return k->drop_ring_full + k->drop_fragment + k->drop_oversize + k->drop_malformed +
 	       k->drop_ipv6 + k->drop_no_ring + a->drop_desync + a->drop_tls + a->drop_compressed +
-	       a->drop_queue_full + a->drop_truncated + a->drop_reorder_overflow;
+	       a->drop_queue_full + a->drop_truncated + a->drop_reorder_overflow + a->pcap_dropped;
 }
 
 /* ---- sampling ------------------------------------------------------------------ */
@@ -74,6 +74,7 @@ void stats_sample(struct stats *s)
 	s->cur.t_ns = mono_ns();
 	capture_kstats(s->cap, &s->cur.k);
 	publishers_stats(s->ps, &s->cur.a);
+	capture_agent_stats(s->cap, &s->cur.a);
 	s->cur.if_drops = capture_if_drops(s->cap);
 	s->cur.a.if_drops = s->cur.if_drops;
 	if (s->map_fd >= 0) {
@@ -119,6 +120,7 @@ static void log_drop_reasons(const struct stats_snapshot *n, const struct stats_
 	REASON(a.drop_tls, "tls")
 	REASON(a.drop_compressed, "compressed")
 	REASON(a.drop_queue_full, "queue_full")
+	REASON(a.pcap_dropped, "pcap_buffer_full")
 	REASON(a.drop_truncated, "truncated")
 	REASON(a.drop_reorder_overflow, "reorder_overflow")
 	REASON(a.drop_unpublished, "unpublished_units")
@@ -138,8 +140,8 @@ void stats_print_row(struct stats *s)
 	time_t now = time(NULL);
 	struct tm tm;
 
-	if (secs <= 0)
-		return;
+	if (secs < 0.5)
+		return; /* too short to say anything per second; the totals follow */
 	if (s->rows++ % 20 == 0)
 		print_header(s->out);
 	localtime_r(&now, &tm);
