@@ -45,8 +45,11 @@ uint64_t capture_if_drops(struct capture *c);
  * pcap_stats) to the agent's block. */
 void capture_agent_stats(struct capture *c, struct mrte_agent_stats *a);
 
-/* The map the agent's own counters are published in (BTF-described), or -1. */
-int capture_agent_stats_fd(struct capture *c);
+/* Write the counters into the pinned maps (when there are maps): the
+ * agent's block always; in pcap mode also the capture block, so that
+ * `bpftool map dump` reads the same fields whatever the backend. */
+void capture_publish_counters(struct capture *c, const struct mrte_kstats *k,
+			      const struct mrte_agent_stats *a);
 
 /* Stop capturing new packets (detach); feeds stay readable to drain. */
 void capture_stop(struct capture *c);

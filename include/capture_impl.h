@@ -23,7 +23,9 @@ struct feed *bpf_capture_feed(struct bpf_capture *b, unsigned idx, feed_record_f
 /* The loaded program's fd (for bpf_prog_test_run in tests), or -1. */
 int bpf_capture_prog_fd(struct bpf_capture *b, const char *prog);
 void bpf_capture_kstats(struct bpf_capture *b, struct mrte_kstats *out);
-int bpf_capture_agent_stats_fd(struct bpf_capture *b);
+/* Write a into agent_stats and, if given, k into CPU 0's kstats slot. */
+void bpf_capture_publish_counters(struct bpf_capture *b, const struct mrte_kstats *k,
+				  const struct mrte_agent_stats *a);
 int bpf_capture_pin(struct bpf_capture *b, const char *dir);
 void bpf_capture_detach(struct bpf_capture *b);
 void bpf_capture_free(struct bpf_capture *b);

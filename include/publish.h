@@ -39,6 +39,8 @@ void publishers_sync_db(struct publishers *ps, uint32_t saddr, uint16_t sport, c
 			int force);
 void publishers_session_gone(struct publishers *ps, uint32_t saddr, uint16_t sport,
 			     uint64_t seen_ns);
-void publishers_exclude(struct publishers *ps, uint32_t saddr, uint16_t sport, int on);
+/* The agent's own MySQL connection.  Returns once the owning publisher
+ * applied it (0), or -1 after 2 s. */
+int publishers_exclude(struct publishers *ps, uint32_t saddr, uint16_t sport, int on);
 
 #endif

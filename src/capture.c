@@ -257,9 +257,11 @@ void capture_agent_stats(struct capture *c, struct mrte_agent_stats *a)
 		pcap_capture_agent_stats(c->pcap, a);
 }
 
-int capture_agent_stats_fd(struct capture *c)
+void capture_publish_counters(struct capture *c, const struct mrte_kstats *k,
+			      const struct mrte_agent_stats *a)
 {
-	return c->bpf ? bpf_capture_agent_stats_fd(c->bpf) : -1;
+	if (c->bpf)
+		bpf_capture_publish_counters(c->bpf, c->mode == CAPTURE_PCAP ? k : NULL, a);
 }
 
 void capture_stop(struct capture *c)

@@ -359,9 +359,19 @@ void bpf_capture_kstats(struct bpf_capture *b, struct mrte_kstats *out)
 	}
 }
 
-int bpf_capture_agent_stats_fd(struct bpf_capture *b)
+void bpf_capture_publish_counters(struct bpf_capture *b, const struct mrte_kstats *k,
+				  const struct mrte_agent_stats *a)
 {
-	return bpf_map__fd(b->skel->maps.agent_stats);
+	__u32 key = 0;
+
+	bpf_map_update_elem(bpf_map__fd(b->skel->maps.agent_stats), &key, a, BPF_ANY);
+	if (k) {
+		struct mrte_kstats per[b->ncpus > 0 ? b->ncpus : 1];
+
+		memset(per, 0, sizeof(per));
+		per[0] = *k;
+		bpf_map_update_elem(bpf_map__fd(b->skel->maps.kstats), &key, per, BPF_ANY);
+	}
 }
 
 /* ---- pinning ------------------------------------------------------------------ */

@@ -168,7 +168,9 @@ static int parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+')
+	/* strtoull skips leading blanks and accepts a sign (negating the
+	 * value): only a plain run of digits is a number here. */
+	if (!s || *s < '0' || *s > '9')
 		return -1;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -465,8 +467,11 @@ enum config_result config_parse(struct mrte_config *cfg, int argc, char **argv, 
 		if (c == '?' || c == ':') {
 			const char *bad = argv[optind - 1];
 
+			/* getopt reports a known option both when its value is
+			 * missing and when one was given to a flag that takes none. */
 			if (optopt >= 256 && optopt < (int)(N_OPTS + 256))
-				errf(err, errlen, "--%s: needs a value", opts[optopt - 256].name);
+				errf(err, errlen, "--%s: %s", opts[optopt - 256].name,
+				     opts[optopt - 256].unit ? "needs a value" : "takes no value");
 			else
 				errf(err, errlen, "unknown option '%s' (see --help)", bad);
 			return CONFIG_ERROR;

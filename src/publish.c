@@ -49,7 +49,7 @@ struct ctl {
 	uint8_t flag; /* SYNC_DB: force; EXCLUDE: on */
 	uint16_t sport;
 	uint32_t saddr;
-	uint64_t seen_ns;
+	uint64_t seen_ns; /* GONE: when last seen; EXCLUDE: request number */
 	char db[MAX_DB_NAME + 1];
 };
 
@@ -92,6 +92,8 @@ struct publisher {
 	uint64_t publish_started_ns; /* atomic: set while a write to the sink runs */
 	bool stop_flag;              /* atomic */
 	uint64_t stop_deadline;      /* written before stop_flag is set */
+	uint64_t exclude_requested;  /* atomic: EXCLUDE requests numbered ... */
+	uint64_t exclude_applied;    /* atomic: ... and the last one applied */
 
 	struct mrte_agent_stats st __attribute__((aligned(64)));
 };
@@ -329,6 +331,7 @@ static void ctl_run(struct publisher *p)
 			break;
 		case CTL_EXCLUDE:
 			flow_exclude(p->flows, c->saddr, c->sport, c->flag);
+			__atomic_store_n(&p->exclude_applied, c->seen_ns, __ATOMIC_RELEASE);
 			break;
 		}
 	}
@@ -639,9 +642,21 @@ void publishers_session_gone(struct publishers *ps, uint32_t saddr, uint16_t spo
 	ctl_push(owner(ps, saddr, sport), &c);
 }
 
-void publishers_exclude(struct publishers *ps, uint32_t saddr, uint16_t sport, int on)
+int publishers_exclude(struct publishers *ps, uint32_t saddr, uint16_t sport, int on)
 {
-	struct ctl c = {.kind = CTL_EXCLUDE, .flag = (uint8_t)!!on, .saddr = saddr, .sport = sport};
+	struct publisher *p = owner(ps, saddr, sport);
+	uint64_t n = __atomic_add_fetch(&p->exclude_requested, 1, __ATOMIC_ACQ_REL);
+	struct ctl c = {.kind = CTL_EXCLUDE, .flag = (uint8_t)!!on, .saddr = saddr, .sport = sport,
+			.seen_ns = n};
+	struct timespec pause = {.tv_nsec = 1000000};
 
-	ctl_push(owner(ps, saddr, sport), &c);
+	ctl_push(p, &c);
+	/* Wait until the publisher applies it: what the caller sends next on
+	 * that connection must already be filtered. */
+	for (int i = 0; i < 2000; i++) {
+		if (__atomic_load_n(&p->exclude_applied, __ATOMIC_ACQUIRE) >= n)
+			return 0;
+		nanosleep(&pause, NULL);
+	}
+	return -1;
 }

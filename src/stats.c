@@ -13,7 +13,6 @@
  */
 #include "stats.h"
 
-#include <bpf/bpf.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +26,6 @@ struct stats {
 	struct publishers *ps;
 	struct stats_snapshot cur, row_prev, first;
 	unsigned rows;
-	int map_fd;
 };
 
 /* ---- derived totals --------------------------------------------------------- */
@@ -63,7 +61,6 @@ struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps)
 	s->out = out;
 	s->cap = cap;
 	s->ps = ps;
-	s->map_fd = capture_agent_stats_fd(cap);
 	stats_sample(s);
 	s->row_prev = s->first = s->cur;
 	return s;
@@ -77,11 +74,7 @@ void stats_sample(struct stats *s)
 	capture_agent_stats(s->cap, &s->cur.a);
 	s->cur.if_drops = capture_if_drops(s->cap);
 	s->cur.a.if_drops = s->cur.if_drops;
-	if (s->map_fd >= 0) {
-		__u32 key = 0;
-
-		bpf_map_update_elem(s->map_fd, &key, &s->cur.a, BPF_ANY);
-	}
+	capture_publish_counters(s->cap, &s->cur.k, &s->cur.a);
 }
 
 /* ---- the table -------------------------------------------------------------------- */
