@@ -127,7 +127,11 @@ static __always_inline __u64 *mrte_emit(void *ctx, int kind, const struct mrte_p
 		barrier_var(n);
 		if (n < 1 || n > MRTE_CHUNK)
 			break;
-		s->rec.seq = p->seq + done;
+		/* A SYN takes the segment's first sequence number and its data
+		 * starts one after: chunk 0 keeps the SYN (the consumer adds
+		 * the one), a later chunk has no SYN, so its seq is that of
+		 * its own first byte. */
+		s->rec.seq = p->seq + done + (i && (p->flags & MRTE_TCP_SYN) ? 1 : 0);
 		s->rec.len = n;
 		s->rec.chunk = i;
 		/* SYN belongs to the first byte, FIN after the last. */

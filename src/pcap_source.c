@@ -218,7 +218,9 @@ int pcap_frame_records(int linktype, const uint8_t *data, uint32_t caplen, uint3
 
 		if (!last)
 			n = MRTE_CHUNK;
-		rec.seq = p.seq + done;
+		/* Data after a SYN starts at seq + 1; only the first record
+		 * carries the SYN flag that tells the consumer so. */
+		rec.seq = p.seq + done + (i && (p.flags & MRTE_TCP_SYN) ? 1 : 0);
 		rec.len = (__u16)n;
 		rec.chunk = (__u8)i;
 		rec.flags = p.flags & ~((i ? MRTE_TCP_SYN : 0) | (last ? 0 : MRTE_TCP_FIN));
