@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,11 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (!cfg.read_file && !if_nametoindex(cfg.interface)) {
+		log_error("--interface: no interface named '%s'", cfg.interface);
+		config_free(&cfg);
+		return 1;
+	}
 	local_ip = cfg.local_ip;
 	if (!local_ip && interface_ipv4(cfg.interface, &local_ip)) {
 		log_error("--interface: %s has no IPv4 address for LOCAL_IP; give --local_ip",

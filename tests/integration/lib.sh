@@ -15,7 +15,10 @@ BUILD=${BUILD:-build}
 AGENT=$BUILD/mrte-collector
 DUMP=$BUILD/mrte-dump
 PY=/usr/bin/python3
-PIN_ROOT=${PIN_ROOT:-/sys/fs/bpf/mrte}
+# Each test pins under its own directory and publishes to its own exchange,
+# so nothing it asserts can come from another agent.
+PIN_ROOT=/sys/fs/bpf/mrte-it-$$
+EXCHANGE=mrte-it-$$
 T_WORK=$(mktemp -d /tmp/mrte-it.XXXXXX)
 AGENT_PID=
 AGENT_LOG=
@@ -25,7 +28,8 @@ AGENT_OUT=
 original_flags() {
 	echo --interface=lo --port="$MYSQL_PORT" --snapshot_len=8192 --read_timeout=100 \
 		--queue_size=100 --thread_count=4 --rabbitmq_host=127.0.0.1 \
-		--rabbitmq_port="$AMQP_PORT" --rabbitmq_user=guest --rabbitmq_password=guest
+		--rabbitmq_port="$AMQP_PORT" --rabbitmq_user=guest --rabbitmq_password=guest \
+		--rabbitmq_exchange_name="$EXCHANGE" --pin_dir="$PIN_ROOT"
 }
 
 # start_agent NAME ARGS...: run the agent in the background and wait until
@@ -101,7 +105,7 @@ agent_drained() {
 	[ "$seen" -gt 0 ] && [ "$seen" -eq "$done" ] && [ "$q" -eq 0 ] && [ "$inflight" -eq 0 ]
 }
 
-declare_queue() { "$DUMP" --rabbitmq_port="$AMQP_PORT" --declare --exchange=mrte --queue="$1"; }
+declare_queue() { "$DUMP" --rabbitmq_port="$AMQP_PORT" --declare --exchange="$EXCHANGE" --queue="$1"; }
 delete_queue() { "$DUMP" --rabbitmq_port="$AMQP_PORT" --delete --queue="$1" >/dev/null 2>&1 || true; }
 # dump_queue QUEUE OUT.tsv [more mrte-dump flags]: consume until idle 1 s.
 dump_queue() {
@@ -110,9 +114,20 @@ dump_queue() {
 	"$DUMP" --rabbitmq_port="$AMQP_PORT" --queue="$q" --format=tsv --idle_ms=1000 "$@" >>"$out"
 }
 
-# No program of ours attached anywhere, no pins left.
+# No program of ours loaded (an attached program is loaded; once its link
+# or filter is gone and the agent's fds are closed, it is unloaded).
+# bpftool net show does not name XDP programs and does not list tcx links,
+# so ask for the programs by name.
 nothing_attached() {
-	! bpftool net show 2>/dev/null | grep -q 'mrte_'
+	! bpftool prog show 2>/dev/null | grep -q 'name mrte_\(xdp\|tc\)'
+}
+# ...and while an agent runs: a link (XDP or tcx) whose program is ours.
+program_attached() {
+	local id
+	for id in $(bpftool -j link show 2>/dev/null | "$PY" -c 'import json,sys; print(" ".join(str(l["prog_id"]) for l in json.load(sys.stdin)))'); do
+		bpftool prog show id "$id" 2>/dev/null | grep -q 'name mrte_' && return 0
+	done
+	bpftool net show 2>/dev/null | grep -q 'mrte_tc' # a classic clsact filter
 }
 no_pins() {
 	[ ! -e "$PIN_ROOT/${PIN_IF:-lo}" ]
@@ -123,6 +138,7 @@ it_cleanup() {
 		kill -KILL "$AGENT_PID" 2>/dev/null
 		wait "$AGENT_PID" 2>/dev/null
 	fi
+	rmdir "$PIN_ROOT" 2>/dev/null
 	if [ "${MRTE_TEST_KEEP:-0}" = 1 ]; then
 		echo "kept $T_WORK"
 	else
