@@ -81,6 +81,7 @@ $(BUILD)/loadgen: tools/loadgen.c
 # Unit tests run under AddressSanitizer and UBSan.
 SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_OBJS  := $(patsubst src/%.c,$(BUILD)/asan/%.o,$(filter-out src/main.c,$(AGENT_SRCS)))
+.SECONDARY: $(ASAN_OBJS)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_unit_*.c))
 BPF_TESTS  := $(patsubst tests/bpf/%.c,$(BUILD)/tests/%,$(wildcard tests/bpf/test_bpf_*.c))
 

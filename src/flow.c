@@ -76,6 +76,7 @@ struct flow {
 	uint32_t packets;  /* packet starts seen */
 	uint32_t held_bytes;
 	struct held *held;
+	struct held *held_tail; /* the last of held: in-order arrivals append here */
 	char *pending_db; /* COM_INIT_DB waiting for a packet boundary */
 	uint64_t created_ns;
 	uint64_t held_since;
@@ -105,6 +106,7 @@ struct flow_table {
 	 * segment lands in (NULL = published or still undecided). */
 	__u64 *outcome;
 	bool emitted;
+	bool draining; /* drain_held is running: replays must not recurse into it */
 };
 
 /* ---- index and pool ------------------------------------------------------ */
@@ -227,6 +229,7 @@ static void held_free_all(struct flow_table *t, struct flow *f)
 	}
 	t->held_total -= f->held_bytes;
 	f->held = NULL;
+	f->held_tail = NULL;
 	f->held_bytes = 0;
 	hold_unlink(t, f);
 }
@@ -543,6 +546,7 @@ static void skip_hole(struct flow_table *t, struct flow *f, uint64_t now_ns)
 	struct held *h = f->held;
 
 	f->held = NULL;
+	f->held_tail = NULL;
 	t->held_total -= f->held_bytes;
 	f->held_bytes = 0;
 	hold_unlink(t, f);
@@ -556,10 +560,18 @@ static void skip_hole(struct flow_table *t, struct flow *f, uint64_t now_ns)
 	}
 }
 
+/* What a held segment costs against the reorder budget: its bytes and its
+ * bookkeeping, so that many tiny segments cannot pin far more memory than
+ * --reorder_mb allows. */
+static uint32_t held_cost(uint32_t len)
+{
+	return (uint32_t)sizeof(struct held) + len;
+}
+
 static void hold(struct flow_table *t, struct flow *f, uint32_t seq, const uint8_t *d,
 		 uint32_t len, uint8_t flags, bool last, uint64_t now_ns)
 {
-	if (t->held_total + len > t->p.reorder_budget) {
+	if (t->held_total + held_cost(len) > t->p.reorder_budget) {
 		if (f->held) {
 			/* Out of patience and memory: this hole is lost. */
 			skip_hole(t, f, now_ns);
@@ -580,7 +592,8 @@ static void hold(struct flow_table *t, struct flow *f, uint32_t seq, const uint8
 	h->len = len;
 	h->flags = flags;
 	h->last = last;
-	memcpy(h->data, d, len);
+	if (len) /* a bare FIN held for its turn may come with no payload pointer */
+		memcpy(h->data, d, len);
 
 	struct held **pp = &f->held;
 
@@ -588,29 +601,44 @@ static void hold(struct flow_table *t, struct flow *f, uint32_t seq, const uint8
 		hold_link(t, f);
 		f->held_since = now_ns;
 	}
+	/* Behind a hole the rest of the stream mostly arrives in order:
+	 * append at the tail instead of walking the whole list each time. */
+	if (f->held_tail && (int32_t)(f->held_tail->seq - seq) <= 0)
+		pp = &f->held_tail->next;
 	while (*pp && (int32_t)((*pp)->seq - seq) <= 0)
 		pp = &(*pp)->next;
 	h->next = *pp;
 	*pp = h;
-	f->held_bytes += len;
-	t->held_total += len;
+	if (!h->next)
+		f->held_tail = h;
+	f->held_bytes += held_cost(len);
+	t->held_total += held_cost(len);
 	t->outcome = &t->p.stats->reordered_segments;
 }
 
-/* Replay held segments that the stream has caught up with. */
+/* Replay held segments that the stream has caught up with.  A replayed
+ * segment goes through seq_input, which calls back here; this loop already
+ * takes every segment that has become due, so the nested call returns at
+ * once and the stack stays flat however many segments were held. */
 static void drain_held(struct flow_table *t, struct flow *f, uint64_t now_ns)
 {
+	if (t->draining)
+		return;
+	t->draining = true;
 	while (f->state != FS_FREE && f->held && (int32_t)(f->held->seq - f->nxt) <= 0) {
 		struct held *h = f->held;
 
 		f->held = h->next;
-		f->held_bytes -= h->len;
-		t->held_total -= h->len;
-		if (!f->held)
+		f->held_bytes -= held_cost(h->len);
+		t->held_total -= held_cost(h->len);
+		if (!f->held) {
+			f->held_tail = NULL;
 			hold_unlink(t, f);
+		}
 		replay_held(t, f, h, now_ns);
 		free(h);
 	}
+	t->draining = false;
 	if (f->state != FS_FREE && f->held)
 		f->held_since = now_ns; /* a new hole starts waiting now */
 }

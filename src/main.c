@@ -2,7 +2,7 @@
  *
  * Parse flags, find LOCAL_IP, open the capture (attach), start one
  * publisher per ring, start session sync, then sit in the signal and stats
- * loop: a sample every second (also written to the pinned counters map), a
+ * loop: a sample every 100 ms (also written to the pinned counters maps), a
  * status row every --stats_interval.  On SIGINT/SIGTERM (or the end of a
  * --read_file): stop session sync, detach the capture, let the publishers
  * drain and flush within the deadline, print the totals, unpin, exit 0.
@@ -28,6 +28,7 @@
 #define STOP_GRACE_NS (1500ull * 1000000ull)     /* SIGTERM: out within 2 s */
 #define EOF_GRACE_NS (60ull * NS_PER_SEC)         /* --read_file: publish it all */
 #define PUBLISH_BLOCK_LIMIT_NS (10ull * NS_PER_SEC) /* watchdog on broker writes */
+#define SAMPLE_NS (100ull * 1000000ull) /* pinned counters refresh */
 
 static int interface_ipv4(const char *ifname, uint32_t *addr)
 {
@@ -138,7 +139,7 @@ int main(int argc, char **argv)
 	}
 
 	uint64_t now = mono_ns(), started = now;
-	uint64_t next_sample = now + NS_PER_SEC;
+	uint64_t next_sample = now + SAMPLE_NS;
 	uint64_t next_row = now + cfg.stats_interval * NS_PER_SEC;
 	uint64_t grace = STOP_GRACE_NS;
 
@@ -146,8 +147,6 @@ int main(int argc, char **argv)
 		uint64_t wait = next_sample > now ? next_sample - now : 0;
 		struct timespec ts;
 
-		if (wait > 200000000ull)
-			wait = 200000000ull; /* notice the end of a --read_file promptly */
 		ts.tv_sec = (time_t)(wait / NS_PER_SEC);
 		ts.tv_nsec = (long)(wait % NS_PER_SEC);
 		int sig = sigtimedwait(&sigs, NULL, &ts);
@@ -169,9 +168,9 @@ int main(int argc, char **argv)
 		if (now >= next_sample) {
 			stats_sample(st);
 			publishers_watchdog(ps, now, PUBLISH_BLOCK_LIMIT_NS);
-			next_sample += NS_PER_SEC;
+			next_sample += SAMPLE_NS;
 			if (next_sample <= now)
-				next_sample = now + NS_PER_SEC;
+				next_sample = now + SAMPLE_NS;
 		}
 		if (now >= next_row) {
 			stats_print_row(st);

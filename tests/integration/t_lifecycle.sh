@@ -23,7 +23,7 @@ check "fresh pins readable" test "$(kstat frames)" -ge 0
 # SIGTERM in the middle of traffic.
 sysbench_run 3 4 >/dev/null &
 sb=$!
-wait_for 10 "traffic flowing" test "$(kstat matched)" -gt 1000
+wait_until 10 "traffic flowing" '[ "$(kstat matched)" -gt 1000 ]'
 stop_agent
 wait "$sb"
 check_eq "SIGTERM mid-traffic: exit status" 0 "$AGENT_RC"

@@ -5,6 +5,7 @@
 #   check "messages arrived" test "$n" -gt 0
 #   check_eq "missing statements" 0 "$missing"
 #   wait_for 10 "queue has 5 messages" queue_count_is 5   # polls, never a bare sleep
+#   wait_until 10 "5 units" '[ "$(agent_stat units)" -ge 5 ]' # re-evaluated each poll
 #   finish                                              # prints "# N passed, M failed", sets $?
 #
 # Every check prints one line; tests/run-all.sh adds up the "# N passed,
@@ -42,6 +43,21 @@ wait_for() {
 	shift 2
 	local end=$((SECONDS + secs))
 	while ! "$@"; do
+		if [ "$SECONDS" -ge "$end" ]; then
+			printf '  (gave up after %ss waiting for: %s)\n' "$secs" "$what"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# wait_until SECONDS DESCRIPTION 'SHELL EXPRESSION': like wait_for, but the
+# expression is evaluated afresh on every poll -- use it whenever the
+# condition contains $(...), which wait_for's arguments would expand once.
+wait_until() {
+	local secs=$1 what=$2 expr=$3
+	local end=$((SECONDS + secs))
+	while ! eval "$expr"; do
 		if [ "$SECONDS" -ge "$end" ]; then
 			printf '  (gave up after %ss waiting for: %s)\n' "$secs" "$what"
 			return 1

@@ -436,7 +436,16 @@ static void test_bad_numbers(void **state)
 	assert_refused("--local_ip", "--interface=lo", "--local_ip=::1");
 	assert_accepted("--interface=lo", "--thread_count=2");
 	assert_accepted("--interface=lo", "--thread_count=10", "--max_mem_mb=1024");
-	assert_accepted("--interface=lo", "--thread_count=007"); /* decimal, not octal */
+
+	/* Decimal, not octal: 010 is ten. */
+	struct mrte_config cfg;
+	char err[256];
+
+	assert_int_equal(parse(&cfg, err, sizeof(err), "--interface=lo", "--thread_count=010",
+			       "--max_mem_mb=1024", NULL),
+			 CONFIG_OK);
+	assert_int_equal(cfg.thread_count, 10);
+	config_free(&cfg);
 }
 
 static void test_bad_ports(void **state)
