@@ -38,7 +38,7 @@ struct mrte_filter {
 
 /* One record in a ring: this header, then `len` payload bytes. */
 struct mrte_rec {
-	__u64 ts_ns;   /* capture time: CLOCK_MONOTONIC (BPF), or pcap time in ns */
+	__u64 ts_ns;   /* capture time, CLOCK_MONOTONIC (a capture file: its own clock) */
 	__u32 saddr;   /* client IPv4 address, network byte order */
 	__u32 daddr;   /* server IPv4 address, network byte order */
 	__u32 seq;     /* TCP sequence number of the first payload byte here */
@@ -95,7 +95,8 @@ struct mrte_agent_stats {
 	__u64 drop_self;           /* segments of the agent's own MySQL connection */
 	__u64 drop_queue_full;     /* records dropped: agent queue full (pcap path) */
 	__u64 drop_truncated;      /* segments cut by the snapshot length (pcap path) */
-	__u64 drop_reorder_overflow; /* held out-of-order bytes over the budget */
+	__u64 drop_reorder_overflow; /* holes given up because held bytes hit the budget */
+	__u64 packets_streamed;    /* MySQL packets too large to assemble, sent in pieces */
 	__u64 drop_unpublished;    /* units still unpublished at shutdown */
 	__u64 flows_active;        /* gauge: flows tracked */
 	__u64 flow_evictions;      /* flows forgotten because the table was full */

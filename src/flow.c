@@ -16,10 +16,16 @@
  * and joins following units only while that packet is incomplete, so every
  * unit must start at a packet boundary or continue the packet before it.
  * The first up-to-8 bytes of each packet (header, command byte, handshake
- * capability flags) are gathered in `hdr` before the packet's first unit is
- * written; after that, payload bytes are passed through as continuation
- * units without copying.  Two pipelined packets in one segment become two
- * units; a packet spread over segments becomes one unit per piece.
+ * capability flags) are gathered in `hdr` first.  A packet that is whole in
+ * the record being read is written straight from it, without a copy: two
+ * pipelined packets in one segment become two units.  A packet that goes on
+ * into later segments is assembled in a buffer and written, as consecutive
+ * units of at most MRTE_CHUNK bytes, only once it is complete -- so the
+ * player never holds half a packet: a lost segment, a FIN or a synthetic
+ * COM_INIT_DB/COM_QUIT can never end up glued into a statement.  Only a
+ * packet too large for the memory budget is streamed piece by piece
+ * (packets_streamed); the player's own limit (64 KiB by default) is far
+ * below that budget anyway.
  *
  * Sessions the capture joined mid-stream (open before the agent started, or
  * after a loss) are in HUNT state: records are dropped (drop_desync) until
@@ -64,6 +70,7 @@ struct flow {
 	uint32_t saddr;
 	uint16_t sport;
 	uint8_t state;
+	bool streaming;   /* the current packet goes out piece by piece */
 	uint8_t hdr_len;
 	uint8_t hdr[HDR_MAX];
 	uint8_t last_cmd;
@@ -73,6 +80,8 @@ struct flow {
 	bool published; /* at least one unit written: the player knows the session */
 	uint32_t nxt;
 	uint32_t pkt_left; /* bytes of the current packet not yet seen */
+	uint8_t *pkt_buf;  /* the current packet, while it is assembled */
+	uint32_t pkt_len;  /* ... bytes in it so far */
 	uint32_t packets;  /* packet starts seen */
 	uint32_t held_bytes;
 	struct held *held;
@@ -102,6 +111,7 @@ struct flow_table {
 		uint16_t sport;
 		bool on;
 	} excluded[MAX_EXCLUDED];
+	int excluded_next;
 	/* What happened to the record being processed: the counter its
 	 * segment lands in (NULL = published or still undecided). */
 	__u64 *outcome;
@@ -110,6 +120,16 @@ struct flow_table {
 };
 
 /* ---- index and pool ------------------------------------------------------ */
+
+static uint32_t le24(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return le24(p) | ((uint32_t)p[3] << 24);
+}
 
 static uint32_t slot_of(const struct flow_table *t, uint32_t saddr, uint16_t sport)
 {
@@ -234,8 +254,23 @@ static void held_free_all(struct flow_table *t, struct flow *f)
 	hold_unlink(t, f);
 }
 
+/* Forget a packet that will never be complete (gap, FIN, RST, session gone). */
+static void abandon_packet(struct flow_table *t, struct flow *f)
+{
+	if (f->pkt_buf) {
+		t->held_total -= 4u + le24(f->pkt_buf);
+		free(f->pkt_buf);
+		f->pkt_buf = NULL;
+	}
+	f->pkt_len = 0;
+	f->pkt_left = 0;
+	f->hdr_len = 0;
+	f->streaming = false;
+}
+
 static void flow_release(struct flow_table *t, struct flow *f)
 {
+	abandon_packet(t, f);
 	held_free_all(t, f);
 	free(f->pending_db);
 	index_remove(t, f);
@@ -332,9 +367,11 @@ static void emit(struct flow_table *t, struct flow *f, const uint8_t *a, size_t 
 	CTR_ADD(t->p.stats->payload_bytes, alen + blen);
 }
 
+/* May a synthetic unit go out now?  Only a streamed packet leaves the
+ * player holding part of a packet; an assembled one is not out yet. */
 static bool at_boundary(const struct flow *f)
 {
-	return f->pkt_left == 0 && f->hdr_len == 0;
+	return !(f->streaming && f->pkt_left);
 }
 
 static void emit_init_db(struct flow_table *t, struct flow *f, const char *db)
@@ -363,25 +400,19 @@ static void emit_quit(struct flow_table *t, struct flow *f)
 	CTR_INC(t->p.stats->synthetic_quit);
 }
 
-/* The session is over: tell the player unless the client already did. */
+/* The session is over: tell the player unless the client already did.  A
+ * packet still being assembled is dropped: the client never finished it. */
 static void flow_close(struct flow_table *t, struct flow *f)
 {
+	if (f->pkt_buf)
+		CTR_INC(t->p.stats->drop_gap);
+	abandon_packet(t, f);
 	if (f->published && !f->quit_seen && f->state != FS_TLS && f->state != FS_COMPRESSED)
 		emit_quit(t, f);
 	flow_release(t, f);
 }
 
 /* ---- MySQL packet cutting -------------------------------------------------- */
-
-static uint32_t le24(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	return le24(p) | ((uint32_t)p[3] << 24);
-}
 
 /* How many bytes of a packet start we gather before writing its first unit. */
 static uint32_t hdr_want(const struct flow *f)
@@ -445,6 +476,64 @@ static void boundary_reached(struct flow_table *t, struct flow *f)
 	}
 }
 
+/* Write a complete packet as units of at most MRTE_CHUNK bytes: the first
+ * starts with the header, the rest continue it (the player joins them). */
+static void emit_packet(struct flow_table *t, struct flow *f, const uint8_t *pkt, uint32_t len)
+{
+	for (uint32_t off = 0; off < len; off += MRTE_CHUNK) {
+		uint32_t n = len - off < MRTE_CHUNK ? len - off : MRTE_CHUNK;
+
+		emit(t, f, pkt + off, n, NULL, 0);
+	}
+}
+
+/* A packet starts here and goes on into later segments: buffer it if the
+ * memory budget allows, else stream it. */
+static void packet_begin_partial(struct flow_table *t, struct flow *f, const uint8_t *d,
+				 uint32_t k, uint32_t rest)
+{
+	uint32_t whole = 4u + le24(f->hdr);
+
+	f->pkt_left = rest - k;
+	if (t->held_total + whole <= t->p.reorder_budget && (f->pkt_buf = malloc(whole))) {
+		t->held_total += whole;
+		memcpy(f->pkt_buf, f->hdr, f->hdr_len);
+		memcpy(f->pkt_buf + f->hdr_len, d, k);
+		f->pkt_len = f->hdr_len + k;
+		f->streaming = false;
+		return;
+	}
+	CTR_INC(t->p.stats->packets_streamed);
+	f->streaming = true;
+	emit(t, f, f->hdr, f->hdr_len, d, k);
+}
+
+/* More bytes of the current packet. */
+static void packet_continue(struct flow_table *t, struct flow *f, const uint8_t *d, uint32_t k)
+{
+	f->pkt_left -= k;
+	if (f->streaming) {
+		emit(t, f, d, k, NULL, 0);
+	} else {
+		memcpy(f->pkt_buf + f->pkt_len, d, k);
+		f->pkt_len += k;
+		t->emitted = true; /* consumed into a packet: counts as published */
+	}
+	if (f->pkt_left)
+		return;
+	if (f->pkt_buf) {
+		uint32_t whole = f->pkt_len;
+		uint8_t *buf = f->pkt_buf;
+
+		f->pkt_buf = NULL;
+		f->pkt_len = 0;
+		emit_packet(t, f, buf, whole);
+		t->held_total -= whole;
+		free(buf);
+	}
+	f->streaming = false;
+}
+
 /* Bytes that are next in the client's stream. */
 static void flow_deliver(struct flow_table *t, struct flow *f, const uint8_t *d, uint32_t len)
 {
@@ -464,8 +553,7 @@ static void flow_deliver(struct flow_table *t, struct flow *f, const uint8_t *d,
 				return;
 			}
 			f->state = FS_STREAM;
-			f->pkt_left = 0;
-			f->hdr_len = 0;
+			abandon_packet(t, f);
 		}
 		if (f->pkt_left == 0) {
 			while (len > 0 && f->hdr_len < hdr_want(f)) {
@@ -478,20 +566,20 @@ static void flow_deliver(struct flow_table *t, struct flow *f, const uint8_t *d,
 				f->hdr_len = 0;
 				continue;
 			}
-			uint32_t body_seen = f->hdr_len - 4u;
-			uint32_t rest = le24(f->hdr) - body_seen;
+			uint32_t rest = le24(f->hdr) - (f->hdr_len - 4u);
 			uint32_t k = len < rest ? len : rest;
 
-			emit(t, f, f->hdr, f->hdr_len, d, k);
-			f->pkt_left = rest - k;
+			if (k == rest)
+				emit(t, f, f->hdr, f->hdr_len, d, k); /* whole: no copy */
+			else
+				packet_begin_partial(t, f, d, k, rest);
 			f->hdr_len = 0;
 			d += k;
 			len -= k;
 		} else {
 			uint32_t k = len < f->pkt_left ? len : f->pkt_left;
 
-			emit(t, f, d, k, NULL, 0);
-			f->pkt_left -= k;
+			packet_continue(t, f, d, k);
 			d += k;
 			len -= k;
 		}
@@ -524,40 +612,25 @@ static void replay_held(struct flow_table *t, struct flow *f, struct held *h, ui
 	t->emitted = saved_emitted;
 }
 
-/* Give up on the hole before the first held segment. */
-static void skip_hole(struct flow_table *t, struct flow *f, uint64_t now_ns)
+static void drain_held(struct flow_table *t, struct flow *f, uint64_t now_ns);
+
+/* Give up on the bytes before `to`: they are lost.  The stream resumes at
+ * the next MySQL packet start found; a packet cut by the hole is dropped
+ * unseen (it was being assembled), and held segments from `to` on are
+ * replayed in place, not copied again. */
+static void skip_hole_to(struct flow_table *t, struct flow *f, uint32_t to, uint64_t now_ns)
 {
 	CTR_INC(t->p.stats->drop_gap);
-	if (f->state == FS_STREAM) {
-		if (!at_boundary(f) && f->published && !f->quit_seen) {
-			/* The player holds a partial packet it can never complete:
-			 * end that session there; the next command opens a new one,
-			 * and the next processlist poll restores its database. */
-			emit_quit(t, f);
-			f->quit_seen = false;
-			f->db_synced = false;
-		}
+	abandon_packet(t, f);
+	if (f->state == FS_STREAM)
 		f->state = FS_HUNT;
-	}
-	f->pkt_left = 0;
-	f->hdr_len = 0;
-	f->nxt = f->held->seq;
-	/* Held segments are now (partly) in order; replay them. */
-	struct held *h = f->held;
+	f->nxt = to;
+	drain_held(t, f, now_ns);
+}
 
-	f->held = NULL;
-	f->held_tail = NULL;
-	t->held_total -= f->held_bytes;
-	f->held_bytes = 0;
-	hold_unlink(t, f);
-	while (h) {
-		struct held *next = h->next;
-
-		if (f->state != FS_FREE) /* a FIN among them closes the flow */
-			replay_held(t, f, h, now_ns);
-		free(h);
-		h = next;
-	}
+static void skip_hole(struct flow_table *t, struct flow *f, uint64_t now_ns)
+{
+	skip_hole_to(t, f, f->held->seq, now_ns);
 }
 
 /* What a held segment costs against the reorder budget: its bytes and its
@@ -572,14 +645,19 @@ static void hold(struct flow_table *t, struct flow *f, uint32_t seq, const uint8
 		 uint32_t len, uint8_t flags, bool last, uint64_t now_ns)
 {
 	if (t->held_total + held_cost(len) > t->p.reorder_budget) {
-		if (f->held) {
-			/* Out of patience and memory: this hole is lost. */
+		/* Out of memory to wait: the hole is lost.  Resume at this
+		 * segment if it comes before what is held, so no byte that did
+		 * arrive is thrown away. */
+		if (f->held && (int32_t)(seq - f->held->seq) >= 0) {
 			skip_hole(t, f, now_ns);
 			if (f->state != FS_FREE)
 				seq_input(t, f, seq, d, len, flags, last, now_ns);
 			return;
 		}
-		t->outcome = &t->p.stats->drop_reorder_overflow;
+		CTR_INC(t->p.stats->drop_reorder_overflow);
+		skip_hole_to(t, f, seq, now_ns);
+		if (f->state != FS_FREE)
+			seq_input(t, f, seq, d, len, flags, last, now_ns);
 		return;
 	}
 	struct held *h = malloc(sizeof(*h) + len);
@@ -802,8 +880,6 @@ void flow_session_gone(struct flow_table *t, uint32_t saddr, uint16_t sport, uin
 
 	if (!f || f->created_ns > seen_ns)
 		return; /* unknown, or a newer connection reusing the port */
-	f->pkt_left = 0;
-	f->hdr_len = 0;
 	flow_close(t, f);
 }
 
@@ -822,13 +898,18 @@ void flow_exclude(struct flow_table *t, uint32_t saddr, uint16_t sport, int on)
 	}
 	if (!on)
 		return;
-	if (free_slot < 0)
-		free_slot = 0; /* the oldest exclusion is the least likely still in use */
+	if (free_slot < 0) {
+		/* All in use: replace the oldest, the least likely still open. */
+		free_slot = t->excluded_next;
+		t->excluded_next = (t->excluded_next + 1) % MAX_EXCLUDED;
+	}
 	t->excluded[free_slot].saddr = saddr;
 	t->excluded[free_slot].sport = sport;
 	t->excluded[free_slot].on = true;
 	struct flow *f = flow_lookup(t, saddr, sport);
 
+	/* Its handshake went out before its port was known: end that session
+	 * in the player too. */
 	if (f)
-		flow_release(t, f);
+		flow_close(t, f);
 }

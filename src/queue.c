@@ -154,8 +154,13 @@ static int queue_feed_consume(struct feed *f)
 
 		__atomic_store_n(&q->head, head + align8(ENTRY_HDR + len), __ATOMIC_RELEASE);
 		n++;
-		if (rc < 0)
-			return rc; /* backpressure: leave the rest for later */
+		if (rc < 0) {
+			/* Backpressure: leave the rest for later, and keep the bell
+			 * rung so the consumer's poll wakes as soon as it listens. */
+			if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) != q->head)
+				ring_bell(q);
+			return rc;
+		}
 	}
 	__atomic_store_n(&q->waiting, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != q->head)

@@ -326,22 +326,88 @@ static void test_packet_over_three_segments(void **state)
 	syn_in(fx, 40002, T0);
 	data_in(fx, 40002, 0, p.b, 40, T0);
 	data_in(fx, 40002, 40, p.b + 40, 40, T0);
+	/* Assembled: the player never sees half a packet. */
+	assert_int_equal(fx->n, 0);
 	data_in(fx, 40002, 80, p.b + 80, 24, T0);
-	assert_int_equal(fx->n, 3);
-	assert_unit(fx, 0, 40002, p.b, 40);      /* starts with the header */
-	assert_unit(fx, 1, 40002, p.b + 40, 40); /* pure continuation */
-	assert_unit(fx, 2, 40002, p.b + 80, 24);
+	assert_int_equal(fx->n, 1);
+	assert_unit(fx, 0, 40002, p.b, p.len);
 	concat_units(fx, 0, all, &n);
 	assert_int_equal(n, p.len);
 	assert_memory_equal(all, p.b, p.len);
 	assert_int_equal(fx->st.segments_published, 3);
+	assert_int_equal(fx->st.packets_streamed, 0);
 
 	/* The next packet starts a unit of its own. */
 	struct pkt q = query("COMMIT");
 
 	data_in(fx, 40002, 104, q.b, q.len, T0);
-	assert_int_equal(fx->n, 4);
-	assert_unit(fx, 3, 40002, q.b, q.len);
+	assert_int_equal(fx->n, 2);
+	assert_unit(fx, 1, 40002, q.b, q.len);
+}
+
+/* A packet larger than a record, over many segments: assembled, then
+ * written as consecutive units of at most MRTE_CHUNK bytes, the first
+ * starting with the header, all at once when the last byte arrives. */
+static void test_large_packet_assembled(void **state)
+{
+	struct fx *fx = *state;
+	static struct pkt p;
+	uint8_t *all = malloc(sizeof(p.b));
+	size_t n;
+
+	p = long_query(19000, 'L');
+	syn_in(fx, 40004, T0);
+	for (uint32_t off = 0; off < p.len; off += 1400) {
+		uint32_t k = p.len - off < 1400 ? (uint32_t)(p.len - off) : 1400;
+
+		assert_int_equal(fx->n, 0);
+		data_in(fx, 40004, off, p.b + off, k, T0);
+	}
+	assert_int_equal(fx->n, 2);
+	assert_unit(fx, 0, 40004, p.b, MRTE_CHUNK);
+	assert_unit(fx, 1, 40004, p.b + MRTE_CHUNK, p.len - MRTE_CHUNK);
+	concat_units(fx, 0, all, &n);
+	assert_int_equal(n, p.len);
+	assert_memory_equal(all, p.b, p.len);
+	assert_int_equal(fx->st.packets_streamed, 0);
+	free(all);
+}
+
+/* A segment lost inside a packet being assembled: nothing of that packet
+ * reaches the player (it would hold half a statement forever), the loss is
+ * counted, and the stream resumes at the next command -- no synthetic
+ * COM_QUIT is needed. */
+static void test_gap_inside_packet(void **state)
+{
+	struct fx *fx = *state;
+	struct pkt q = query("SELECT 1"), big = long_query(300, 'g'), q2 = query("SELECT 2");
+	uint32_t off = 0;
+
+	syn_in(fx, 40005, T0);
+	data_in(fx, 40005, off, q.b, q.len, T0);
+	off += (uint32_t)q.len;
+	data_in(fx, 40005, off, big.b, 100, T0);           /* piece 1 */
+	data_in(fx, 40005, off + 200, big.b + 200, 100, T0); /* piece 3; piece 2 lost */
+	data_in(fx, 40005, off + 300, q2.b, q2.len, T0);
+	assert_int_equal(fx->n, 1);
+	flow_tick(fx->t, T0 + TIMEOUT);
+	assert_int_equal(fx->st.drop_gap, 1);
+	assert_int_equal(fx->n, 2); /* SELECT 1, then SELECT 2; no part of big */
+	assert_unit(fx, 0, 40005, q.b, q.len);
+	assert_unit(fx, 1, 40005, q2.b, q2.len);
+	assert_int_equal(fx->st.synthetic_quit, 0);
+	assert_int_equal(fx->st.drop_desync, 1); /* piece 3: no packet start */
+
+	/* FIN inside a packet: the half packet is dropped, the session ends. */
+	struct pkt big2 = long_query(300, 'h');
+
+	off += 300 + (uint32_t)q2.len;
+	data_in(fx, 40005, off, big2.b, 100, T0 + TIMEOUT);
+	fin_in(fx, 40005, off + 100, T0 + TIMEOUT);
+	assert_int_equal(fx->n, 3);
+	assert_unit(fx, 2, 40005, QUIT, sizeof(QUIT));
+	assert_int_equal(fx->st.drop_gap, 2);
+	assert_int_equal(fx->st.flows_active, 0);
 }
 
 /* The first piece ends inside the 8 bytes the tracker gathers. */
@@ -364,11 +430,10 @@ static void test_header_split(void **state)
 			assert_int_equal(fx->n, 1);
 			assert_unit(fx, 0, port, p.b, p.len);
 		} else {
-			assert_int_equal(fx->n, 1);
-			assert_unit(fx, 0, port, p.b, cut);
+			assert_int_equal(fx->n, 0); /* assembled, not streamed */
 			data_in(fx, port, cut, p.b + cut, p.len - cut, T0);
-			assert_int_equal(fx->n, 2);
-			assert_unit(fx, 1, port, p.b + cut, p.len - cut);
+			assert_int_equal(fx->n, 1);
+			assert_unit(fx, 0, port, p.b, p.len);
 		}
 	}
 	/* A packet shorter than 8 bytes (COM_QUIT) split 2 + 3. */
@@ -440,14 +505,13 @@ static void test_retransmission(void **state)
 
 	data_in(fx, 40010, base, p.b, 40, T0);
 	data_in(fx, 40010, base + 20, p.b + 20, 40, T0);
-	assert_int_equal(fx->n, 3);
-	assert_unit(fx, 1, 40010, p.b, 40);
-	assert_unit(fx, 2, 40010, p.b + 40, 20);
+	assert_int_equal(fx->n, 2);
+	assert_unit(fx, 1, 40010, p.b, p.len); /* the overlap counted once */
 	assert_int_equal(fx->st.retransmit_segments, 1);
 
 	/* One covering everything seen: nothing, counted. */
 	data_in(fx, 40010, base, p.b, p.len, T0);
-	assert_int_equal(fx->n, 3);
+	assert_int_equal(fx->n, 2);
 	assert_int_equal(fx->st.retransmit_segments, 2);
 	assert_int_equal(fx->st.flows_active, 1);
 }
@@ -575,10 +639,9 @@ static void test_midstream_hunt(void **state)
 	data_in(fx, 40040, off, big.b, 50, T0);
 	data_in(fx, 40040, off + 50, big.b + 50, 50, T0);
 	data_in(fx, 40040, off + 100, q2.b, q2.len, T0);
-	assert_int_equal(fx->n, 4);
-	assert_unit(fx, 1, 40040, big.b, 50);
-	assert_unit(fx, 2, 40040, big.b + 50, 50);
-	assert_unit(fx, 3, 40040, q2.b, q2.len);
+	assert_int_equal(fx->n, 3);
+	assert_unit(fx, 1, 40040, big.b, big.len);
+	assert_unit(fx, 2, 40040, q2.b, q2.len);
 	assert_int_equal(fx->st.drop_desync, 4);
 	assert_int_equal(fx->st.segments_published, 4);
 
@@ -806,7 +869,9 @@ static void test_sync_db(void **state)
 	assert_init_db(fx, 1, 40101, "other");
 }
 
-/* INIT_DB goes in at a packet boundary, never between a packet's pieces. */
+/* INIT_DB never lands between a packet's pieces.  A packet being assembled
+ * is not out yet, so the INIT_DB goes first; a packet too large to assemble
+ * is streamed, and then the INIT_DB waits for its end. */
 static void test_sync_db_waits_for_boundary(void **state)
 {
 	struct fx *fx = *state;
@@ -815,30 +880,45 @@ static void test_sync_db_waits_for_boundary(void **state)
 
 	syn_in(fx, 40110, T0);
 	data_in(fx, 40110, 0, big.b, 40, T0);
-	assert_int_equal(fx->n, 1);
+	assert_int_equal(fx->n, 0); /* being assembled */
 	flow_sync_db(fx->t, CLI, 40110, "db_x", 0, T0);
-	assert_int_equal(fx->n, 1); /* held: the player is inside a packet */
-	data_in(fx, 40110, 40, big.b + 40, 30, T0);
-	assert_int_equal(fx->n, 2); /* still inside */
+	assert_int_equal(fx->n, 1);
+	assert_init_db(fx, 0, 40110, "db_x");
+	data_in(fx, 40110, 40, big.b + 40, 60, T0);
+	assert_int_equal(fx->n, 2);
+	assert_unit(fx, 1, 40110, big.b, big.len);
+
+	/* Streamed: a table whose budget cannot hold the packet. */
+	struct fx *small = fx_new(64, 64);
+
+	syn_in(small, 40111, T0);
+	data_in(small, 40111, 0, big.b, 40, T0);
+	assert_int_equal(small->n, 1); /* the first piece is out */
+	assert_int_equal(small->st.packets_streamed, 1);
+	flow_sync_db(small->t, CLI, 40111, "db_x", 0, T0);
+	assert_int_equal(small->n, 1); /* held: the player is inside a packet */
+	data_in(small, 40111, 40, big.b + 40, 30, T0);
+	assert_int_equal(small->n, 2); /* still inside */
 	/* The rest of the packet and the next one in one segment. */
 	memcpy(seg, big.b + 70, 30);
 	memcpy(seg + 30, q.b, q.len);
-	data_in(fx, 40110, 70, seg, 30 + q.len, T0);
-	assert_int_equal(fx->n, 5);
-	assert_unit(fx, 2, 40110, big.b + 70, 30);
-	assert_init_db(fx, 3, 40110, "db_x");
-	assert_unit(fx, 4, 40110, q.b, q.len);
-	assert_int_equal(fx->st.synthetic_init_db, 1);
+	data_in(small, 40111, 70, seg, 30 + q.len, T0);
+	assert_int_equal(small->n, 5);
+	assert_unit(small, 2, 40111, big.b + 70, 30);
+	assert_init_db(small, 3, 40111, "db_x");
+	assert_unit(small, 4, 40111, q.b, q.len);
+	assert_int_equal(small->st.synthetic_init_db, 1);
+	fx_free(small);
 
 	/* Inside a packet header being gathered (2 of 8 bytes seen). */
 	fx_clear_units(fx);
-	data_in(fx, 40110, 70 + 30 + (uint32_t)q.len, big.b, 2, T0);
+	data_in(fx, 40110, (uint32_t)big.len, big.b, 2, T0);
 	flow_sync_db(fx->t, CLI, 40110, "db_y", 1, T0);
-	assert_int_equal(fx->n, 0);
-	data_in(fx, 40110, 70 + 30 + (uint32_t)q.len + 2, big.b + 2, big.len - 2, T0);
+	assert_int_equal(fx->n, 1); /* nothing of the packet is out: no wait */
+	assert_init_db(fx, 0, 40110, "db_y");
+	data_in(fx, 40110, (uint32_t)big.len + 2, big.b + 2, big.len - 2, T0);
 	assert_int_equal(fx->n, 2);
-	assert_unit(fx, 0, 40110, big.b, big.len);
-	assert_init_db(fx, 1, 40110, "db_y");
+	assert_unit(fx, 1, 40110, big.b, big.len);
 }
 
 static void test_session_gone(void **state)
@@ -888,22 +968,25 @@ static void test_exclude(void **state)
 	assert_int_equal(fx->st.drop_self, 2);
 	assert_int_equal(fx->st.flows_active, 0);
 
-	/* Excluding a flow already tracked forgets it without a COM_QUIT. */
+	/* Excluding a flow already published (the agent's own handshake went
+	 * out before its port was known) ends that session in the player. */
 	syn_in(fx, 40131, T0);
 	data_in(fx, 40131, 0, q.b, q.len, T0);
 	assert_int_equal(fx->n, 1);
 	flow_exclude(fx->t, CLI, 40131, 1);
+	assert_int_equal(fx->n, 2);
+	assert_unit(fx, 1, 40131, QUIT, sizeof(QUIT));
 	assert_int_equal(fx->st.flows_active, 0);
 	data_in(fx, 40131, (uint32_t)q.len, q.b, q.len, T0);
-	assert_int_equal(fx->n, 1);
+	assert_int_equal(fx->n, 2);
 	/* Lifted: published again (found by hunting). */
 	flow_exclude(fx->t, CLI, 40131, 0);
 	data_in(fx, 40131, 2 * (uint32_t)q.len, q.b, q.len, T0);
-	assert_int_equal(fx->n, 2);
-	assert_unit(fx, 1, 40131, q.b, q.len);
+	assert_int_equal(fx->n, 3);
+	assert_unit(fx, 2, 40131, q.b, q.len);
 	/* The other exclusion still holds. */
 	data_in(fx, 40130, 2 * (uint32_t)q.len, q.b, q.len, T0);
-	assert_int_equal(fx->n, 2);
+	assert_int_equal(fx->n, 3);
 	assert_int_equal(fx->st.drop_self, 4);
 }
 
@@ -990,10 +1073,14 @@ static void test_reorder_budget(void **state)
 
 	(void)state;
 	memset(blob, 'q', sizeof(blob));
-	/* One out-of-order segment larger than the whole budget: dropped. */
+	/* One out-of-order segment larger than the whole budget: no room to
+	 * wait, so the hole before it is given up and the stream resumes there
+	 * (at no packet start here: hunting). */
 	syn_in(fx, 1, T0);
 	data_in(fx, 1, 10, blob, 1200, T0);
 	assert_int_equal(fx->st.drop_reorder_overflow, 1);
+	assert_int_equal(fx->st.drop_gap, 1);
+	assert_int_equal(fx->st.drop_desync, 1);
 	assert_int_equal(fx->st.reordered_segments, 0);
 	assert_int_equal(flow_next_deadline(fx->t), UINT64_MAX);
 
@@ -1013,7 +1100,7 @@ static void test_reorder_budget(void **state)
 	assert_int_equal(fx->st.reordered_segments, 3);
 	assert_int_equal(fx->n, 1);
 	data_in(fx, 2, off[3], p[3].b, p[3].len, T0); /* 1200 > 1000 */
-	assert_int_equal(fx->st.drop_gap, 1);
+	assert_int_equal(fx->st.drop_gap, 2);
 	assert_int_equal(fx->n, 5);
 	for (int i = 0; i < 4; i++)
 		assert_unit(fx, 1 + (size_t)i, 2, p[i].b, p[i].len);
@@ -1160,6 +1247,8 @@ int main(void)
 		T(test_syn_handshake_queries),
 		T(test_pipelined),
 		T(test_packet_over_three_segments),
+		T(test_large_packet_assembled),
+		T(test_gap_inside_packet),
 		T(test_header_split),
 		T(test_chunked_segment),
 		T(test_retransmission),
