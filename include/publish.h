@@ -34,11 +34,13 @@ void publishers_stats(struct publishers *ps, struct mrte_agent_stats *sum);
 /* Reset a broker connection whose write has been blocked longer than limit_ns. */
 void publishers_watchdog(struct publishers *ps, uint64_t now_ns, uint64_t limit_ns);
 
-/* Session sync: routed to the publisher that owns saddr:sport. */
+/* Session sync: routed to the publisher that owns saddr:sport, and applied
+ * after that client's records captured before at_ns (CLOCK_MONOTONIC: when
+ * the processlist was read) and before those captured after. */
 void publishers_sync_db(struct publishers *ps, uint32_t saddr, uint16_t sport, const char *db,
-			int force);
+			int force, uint64_t at_ns);
 void publishers_session_gone(struct publishers *ps, uint32_t saddr, uint16_t sport,
-			     uint64_t seen_ns);
+			     uint64_t seen_ns, uint64_t at_ns);
 /* The agent's own MySQL connection.  Returns once the owning publisher
  * applied it (0), or -1 after 2 s. */
 int publishers_exclude(struct publishers *ps, uint32_t saddr, uint16_t sport, int on);

@@ -288,7 +288,11 @@ struct reader_state {
 static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct reader_state *r = (struct reader_state *)user;
-	uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000ull + (uint64_t)h->ts.tv_usec * 1000ull;
+	/* Live: the monotonic clock, like the kernel path, so session events
+	 * order against records the same way.  A file keeps its own time. */
+	uint64_t ts = r->p->offline ? (uint64_t)h->ts.tv_sec * 1000000000ull +
+					      (uint64_t)h->ts.tv_usec * 1000ull
+				    : mono_ns();
 
 	pcap_frame_records(r->p->linktype, bytes, h->caplen, h->len, ts, &r->p->filter, &r->ks,
 			   &r->as, emit_to_queue, &r->ec);

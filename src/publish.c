@@ -50,6 +50,7 @@ struct ctl {
 	uint16_t sport;
 	uint32_t saddr;
 	uint64_t seen_ns; /* GONE: when last seen; EXCLUDE: request number */
+	uint64_t at_ns;   /* applies after the records captured before this time */
 	char db[MAX_DB_NAME + 1];
 };
 
@@ -86,8 +87,10 @@ struct publisher {
 	bool stopping;
 
 	pthread_mutex_t ctl_lock;
-	struct ctl *ctl;
+	struct ctl *ctl; /* pushed by other threads */
 	size_t nctl, ctl_cap;
+	struct ctl *ready; /* taken, waiting for the capture to pass their time */
+	size_t nready, ready_next;
 
 	uint64_t publish_started_ns; /* atomic: set while a write to the sink runs */
 	bool stop_flag;              /* atomic */
@@ -242,46 +245,6 @@ static void close_batch(struct publisher *p)
 	wire_batch_reset(&p->batch);
 }
 
-/* ---- units and records ------------------------------------------------------ */
-
-static void on_unit(void *ctx, uint32_t saddr, uint16_t sport, const uint8_t *a, size_t alen,
-		    const uint8_t *b, size_t blen)
-{
-	struct publisher *p = ctx;
-	size_t size = wire_unit_size(alen + blen);
-
-	if (batch_close_before(&p->policy, &p->batch, size))
-		close_batch(p);
-	if (size > wire_batch_room(&p->batch)) {
-		/* Larger than any record can make: a bug, but never a crash. */
-		log_error("publisher %d: unit of %zu bytes does not fit a message", p->id, size);
-		CTR_INC(p->st.drop_unpublished);
-		return;
-	}
-	wire_batch_add(&p->batch, saddr, sport, a, alen, b, blen, p->now);
-	if (batch_close_after(&p->policy, &p->batch))
-		close_batch(p);
-}
-
-static int on_record(void *ctx, const struct mrte_rec *rec, const uint8_t *payload)
-{
-	struct publisher *p = ctx;
-
-	CTR_INC(p->st.records);
-	flow_input(p->flows, rec, payload, p->now);
-	return backpressured(p) && !p->stopping ? -1 : 0;
-}
-
-static void arm_feed(struct publisher *p, bool on)
-{
-	if (p->feed_armed == on)
-		return;
-	struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u32 = 0};
-
-	epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->feed->fd(p->feed), &ev);
-	p->feed_armed = on;
-}
-
 /* ---- control queue -------------------------------------------------------------- */
 
 static void ctl_push(struct publisher *p, const struct ctl *c)
@@ -308,7 +271,27 @@ static void ctl_push(struct publisher *p, const struct ctl *c)
 	}
 }
 
-static void ctl_run(struct publisher *p)
+static void ctl_apply(struct publisher *p, const struct ctl *c)
+{
+	switch (c->kind) {
+	case CTL_SYNC_DB:
+		flow_sync_db(p->flows, c->saddr, c->sport, c->db, c->flag, p->now);
+		break;
+	case CTL_GONE:
+		flow_session_gone(p->flows, c->saddr, c->sport, c->seen_ns);
+		break;
+	case CTL_EXCLUDE:
+		flow_exclude(p->flows, c->saddr, c->sport, c->flag);
+		__atomic_store_n(&p->exclude_applied, c->seen_ns, __ATOMIC_RELEASE);
+		break;
+	}
+}
+
+/* Take what other threads pushed.  Exclusions apply at once (the session
+ * thread waits for them); database and session-end events wait in `ready`
+ * until the capture has passed the moment they describe, so that they land
+ * between the right records of that client (ctl_apply_until). */
+static void ctl_take(struct publisher *p)
 {
 	struct ctl *batch;
 	size_t n;
@@ -319,23 +302,77 @@ static void ctl_run(struct publisher *p)
 	p->ctl = NULL;
 	p->nctl = p->ctl_cap = 0;
 	pthread_mutex_unlock(&p->ctl_lock);
-	for (size_t i = 0; i < n; i++) {
-		const struct ctl *c = &batch[i];
+	if (!n)
+		return;
+	if (p->ready_next == p->nready) {
+		free(p->ready);
+		p->ready = NULL;
+		p->nready = p->ready_next = 0;
+	}
+	struct ctl *all = realloc(p->ready, (p->nready + n) * sizeof(*all));
 
-		switch (c->kind) {
-		case CTL_SYNC_DB:
-			flow_sync_db(p->flows, c->saddr, c->sport, c->db, c->flag, p->now);
-			break;
-		case CTL_GONE:
-			flow_session_gone(p->flows, c->saddr, c->sport, c->seen_ns);
-			break;
-		case CTL_EXCLUDE:
-			flow_exclude(p->flows, c->saddr, c->sport, c->flag);
-			__atomic_store_n(&p->exclude_applied, c->seen_ns, __ATOMIC_RELEASE);
-			break;
-		}
+	if (!all) {
+		log_error("publisher %d: out of memory for session events", p->id);
+		free(batch);
+		return;
+	}
+	p->ready = all;
+	for (size_t i = 0; i < n; i++) {
+		if (batch[i].kind == CTL_EXCLUDE)
+			ctl_apply(p, &batch[i]);
+		else
+			p->ready[p->nready++] = batch[i];
 	}
 	free(batch);
+}
+
+/* Apply the waiting events that describe moments up to `t`. */
+static void ctl_apply_until(struct publisher *p, uint64_t t)
+{
+	while (p->ready_next < p->nready && p->ready[p->ready_next].at_ns <= t)
+		ctl_apply(p, &p->ready[p->ready_next++]);
+}
+
+/* ---- units and records ------------------------------------------------------ */
+
+static void on_unit(void *ctx, uint32_t saddr, uint16_t sport, const uint8_t *a, size_t alen,
+		    const uint8_t *b, size_t blen)
+{
+	struct publisher *p = ctx;
+	size_t size = wire_unit_size(alen + blen);
+
+	if (batch_close_before(&p->policy, &p->batch, size))
+		close_batch(p);
+	if (size > wire_batch_room(&p->batch)) {
+		/* Larger than any record can make: a bug, but never a crash. */
+		log_error("publisher %d: unit of %zu bytes does not fit a message", p->id, size);
+		CTR_INC(p->st.drop_unpublished);
+		return;
+	}
+	wire_batch_add(&p->batch, saddr, sport, a, alen, b, blen, p->now);
+	if (batch_close_after(&p->policy, &p->batch))
+		close_batch(p);
+}
+
+static int on_record(void *ctx, const struct mrte_rec *rec, const uint8_t *payload)
+{
+	struct publisher *p = ctx;
+
+	CTR_INC(p->st.records);
+	if (p->ready_next < p->nready)
+		ctl_apply_until(p, rec->ts_ns);
+	flow_input(p->flows, rec, payload, p->now);
+	return backpressured(p) && !p->stopping ? -1 : 0;
+}
+
+static void arm_feed(struct publisher *p, bool on)
+{
+	if (p->feed_armed == on)
+		return;
+	struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.u32 = 0};
+
+	epoll_ctl(p->epfd, EPOLL_CTL_MOD, p->feed->fd(p->feed), &ev);
+	p->feed_armed = on;
 }
 
 /* ---- the loop ---------------------------------------------------------------------- */
@@ -371,12 +408,14 @@ static void loop_once(struct publisher *p, int timeout_ms)
 			}
 		}
 	}
-	ctl_run(p);
+	ctl_take(p);
 	if (sink_is_open(p->sink) && sink_service(p->sink))
 		p->reconnect_at = p->now + BACKOFF_MIN_NS;
 	drain_pending(p);
-	if (!backpressured(p) || p->stopping)
-		p->feed->consume(p->feed);
+	/* Records first, so events apply in capture order; once the feed is
+	 * drained, every event left describes a moment already passed. */
+	if ((!backpressured(p) || p->stopping) && p->feed->consume(p->feed) >= 0)
+		ctl_apply_until(p, UINT64_MAX);
 	p->now = mono_ns();
 	flow_tick(p->flows, p->now);
 	if (p->now >= batch_deadline(&p->policy, &p->batch))
@@ -391,9 +430,10 @@ static void publisher_finish(struct publisher *p, uint64_t deadline)
 {
 	p->stopping = true;
 	p->now = mono_ns();
-	ctl_run(p);
+	ctl_take(p);
 	while (p->feed->consume(p->feed) > 0)
 		;
+	ctl_apply_until(p, UINT64_MAX);
 	flow_flush(p->flows, p->now);
 	close_batch(p);
 	while ((p->pend_count || sink_inflight(p->sink)) && p->now < deadline) {
@@ -502,6 +542,7 @@ static void publisher_free(struct publisher *p)
 	free(p->pending);
 	free(p->spare);
 	free(p->ctl);
+	free(p->ready);
 	wire_batch_free(&p->batch);
 	if (p->epfd >= 0)
 		close(p->epfd);
@@ -624,9 +665,10 @@ static struct publisher *owner(struct publishers *ps, uint32_t saddr, uint16_t s
 }
 
 void publishers_sync_db(struct publishers *ps, uint32_t saddr, uint16_t sport, const char *db,
-			int force)
+			int force, uint64_t at_ns)
 {
-	struct ctl c = {.kind = CTL_SYNC_DB, .flag = (uint8_t)!!force, .saddr = saddr, .sport = sport};
+	struct ctl c = {.kind = CTL_SYNC_DB, .flag = (uint8_t)!!force, .saddr = saddr, .sport = sport,
+			.at_ns = at_ns};
 
 	if (strlen(db) > MAX_DB_NAME)
 		return;
@@ -635,9 +677,10 @@ void publishers_sync_db(struct publishers *ps, uint32_t saddr, uint16_t sport, c
 }
 
 void publishers_session_gone(struct publishers *ps, uint32_t saddr, uint16_t sport,
-			     uint64_t seen_ns)
+			     uint64_t seen_ns, uint64_t at_ns)
 {
-	struct ctl c = {.kind = CTL_GONE, .saddr = saddr, .sport = sport, .seen_ns = seen_ns};
+	struct ctl c = {.kind = CTL_GONE, .saddr = saddr, .sport = sport, .seen_ns = seen_ns,
+			.at_ns = at_ns};
 
 	ctl_push(owner(ps, saddr, sport), &c);
 }

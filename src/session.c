@@ -126,6 +126,7 @@ struct session_sync {
 	uint16_t self_sport;
 	bool self_excluded;
 	uint32_t poll_no;
+	uint64_t poll_ns; /* when the current poll's query was sent */
 	unsigned rounds;
 	uint64_t next_poll, next_connect, retry_ns;
 	bool warned_down;
@@ -171,7 +172,8 @@ static unsigned known_sweep(struct session_sync *s)
 			}
 			struct known *dead = *k;
 
-			publishers_session_gone(s->ps, dead->saddr, dead->sport, dead->seen_ns);
+			publishers_session_gone(s->ps, dead->saddr, dead->sport, dead->seen_ns,
+						s->poll_ns);
 			gone++;
 			*k = dead->next;
 			free(dead);
@@ -290,6 +292,7 @@ static int poll_processlist(struct session_sync *s, int force_db, uint64_t now)
 {
 	unsigned sent = 0, sessions = 0, skipped = 0;
 
+	s->poll_ns = mono_ns();
 	if (mysql_query(s->my, "SELECT host, db, state FROM information_schema.processlist "
 			       "WHERE id <> connection_id()")) {
 		log_warn("session sync: processlist query failed: %s (reconnecting)", mysql_error(s->my));
@@ -316,9 +319,9 @@ static int poll_processlist(struct session_sync *s, int force_db, uint64_t now)
 		if (s->self_excluded && ps.saddr == s->self_saddr && ps.sport == s->self_sport)
 			continue;
 		sessions++;
-		known_seen(s, ps.saddr, ps.sport, now);
+		known_seen(s, ps.saddr, ps.sport, s->poll_ns);
 		if (ps.db[0]) {
-			publishers_sync_db(s->ps, ps.saddr, ps.sport, ps.db, force_db);
+			publishers_sync_db(s->ps, ps.saddr, ps.sport, ps.db, force_db, s->poll_ns);
 			sent++;
 		}
 	}

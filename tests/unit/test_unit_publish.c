@@ -586,7 +586,7 @@ static void test_sync_db_unit(void **state)
 
 	(void)state;
 	pick_clients(h, 1, &c, 1, 34000);
-	publishers_sync_db(h->ps, c.saddr, c.sport, "shop", 0);
+	publishers_sync_db(h->ps, c.saddr, c.sport, "shop", 0, mono_ns());
 	struct output *o = await_messages(h->path, 1, 5000);
 
 	assert_int_equal(o->nu, 1);
@@ -596,7 +596,7 @@ static void test_sync_db_unit(void **state)
 	/* The server no longer lists it: a COM_QUIT for the player. */
 	const uint8_t quit[] = {0x01, 0x00, 0x00, 0x00, 0x01};
 
-	publishers_session_gone(h->ps, c.saddr, c.sport, mono_ns());
+	publishers_session_gone(h->ps, c.saddr, c.sport, mono_ns(), mono_ns());
 	o = await_messages(h->path, 2, 5000);
 	assert_int_equal(o->nu, 2);
 	assert_unit_is(o, 1, &c, quit, sizeof(quit));
