@@ -105,6 +105,7 @@ struct mrte_agent_stats {
 	__u64 if_drops;            /* PacketIfDropped: interface / pcap drops */
 	__u64 pcap_dropped;        /* pcap_stats ps_drop */
 	__u64 pcap_ifdropped;      /* pcap_stats ps_ifdrop */
+	__u64 rss_bytes;           /* gauge: resident memory of the agent */
 };
 
 /* Which ring owns a client.  A murmur3-style finaliser over address and

@@ -78,6 +78,13 @@ void config_print_help(FILE *out, const char *prog);
  * the publisher queues, the flow tables and the reorder budget.  --help and
  * the start-up log both show it. */
 uint64_t config_memory_bound(const struct mrte_config *cfg);
+/* The largest message body a publisher builds. */
+uint64_t config_message_max(const struct mrte_config *cfg);
+
+/* Parts of the bound: the process itself, and one tracked flow (its pool
+ * entry and its share of the index). */
+#define MEM_BASE_BYTES (8ull << 20)
+#define MEM_PER_FLOW_BYTES 136
 
 const char *config_capture_name(uint32_t mode);
 

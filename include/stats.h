@@ -23,7 +23,8 @@ uint64_t stats_dropped_packets(const struct stats_snapshot *s);
 
 struct stats;
 
-struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps);
+struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps,
+			uint64_t mem_budget);
 /* Read every counter now; also rewrite the pinned agent_stats map. */
 void stats_sample(struct stats *s);
 /* One row: values per second since the previous row (gauges as they are). */

@@ -57,8 +57,10 @@ static const struct opt_def opts[] = {
 	 "auto|xdp|tc|pcap; auto tries XDP native, XDP generic, TC, then libpcap", NULL},
 	{"xdp_mode", T_ENUM, OFF(xdp_mode), "auto", 0, 0, false, xdp_mode_names, "MODE",
 	 "auto|native|generic; auto = native where the driver has it, else generic", NULL},
-	{"ring_mb", T_UINT, OFF(ring_mb), "4", 1, 1024, false, NULL, "MB",
-	 "per-thread capture ring (BPF) or queue (pcap), rounded up to a power of two", NULL},
+	{"ring_mb", T_UINT, OFF(ring_mb), "0", 0, 1024, false, NULL, "MB",
+	 "per-thread capture ring (BPF) or queue (pcap), rounded up to a power of two; 0 = "
+	 "auto: up to 4, as --max_mem_mb allows",
+	 NULL},
 	{"snapshot_len", T_UINT, OFF(snapshot_len), "8192", 4096, 16384, true, NULL, "BYTES",
 	 "pcap only: bytes kept per frame (clamped to 4096..16384); a cut payload is "
 	 "counted (truncated), never published. BPF capture never cuts",
@@ -110,7 +112,7 @@ static const struct opt_def opts[] = {
 	{"rabbitmq_routing_key", T_STR, OFF(rabbitmq_routing_key), "", 0, 0, false, NULL, "KEY",
 	 "routing key", NULL},
 
-	{"max_flows", T_UINT, OFF(max_flows), "65536", 64, 16777216, false, NULL, "N",
+	{"max_flows", T_UINT, OFF(max_flows), "32768", 64, 16777216, false, NULL, "N",
 	 "client connections tracked at once; beyond, the least recently active is evicted "
 	 "(counted)",
 	 "Flow tracking"},
@@ -118,7 +120,7 @@ static const struct opt_def opts[] = {
 	 "how long out-of-order bytes wait for a missing segment before it is declared lost",
 	 NULL},
 	{"reorder_mb", T_UINT, OFF(reorder_mb), "8", 1, 4096, false, NULL, "MB",
-	 "memory for held out-of-order segments, all threads together", NULL},
+	 "memory for out-of-order segments and packets spanning segments, all threads", NULL},
 
 	{"mysql_host", T_STR, OFF(mysql_host), NULL, 0, 0, false, NULL, "HOST",
 	 "source MySQL server for session sync (default databases, closed sessions); unset: "
@@ -381,9 +383,11 @@ void config_print_help(FILE *out, const char *prog)
 	}
 	fprintf(out,
 		"\nMemory: the agent holds at most about\n"
-		"  thread_count x (ring_mb + queue_size x (batch_bytes + 16 KiB)) + reorder_mb\n"
-		"  + max_flows x 128 bytes; with the defaults about 50 MiB.  Start-up fails if\n"
-		"  this exceeds --max_mem_mb.\n"
+		"  8 MiB + thread_count x (ring_mb + (queue_size + 6) x max(batch_bytes, 16.3 KiB))\n"
+		"  + reorder_mb + max_flows x 136 bytes\n"
+		"  (defaults: 4 threads, 4 MiB rings: 44 MiB; 10 threads, 1 MiB rings: 63 MiB).\n"
+		"  --ring_mb=0 picks the largest ring (up to 4 MiB) that fits --max_mem_mb;\n"
+		"  start-up fails, naming the flags to lower, if the settings cannot fit.\n"
 		"\nPasswords: MRTE_RABBITMQ_PASSWORD and MRTE_MYSQL_PASSWORD are read from the\n"
 		"environment when neither the flag nor the _file flag is given.\n"
 		"\nSignals: SIGINT/SIGTERM flush and exit 0; SIGUSR1 re-sends default databases.\n"
@@ -392,17 +396,37 @@ void config_print_help(FILE *out, const char *prog)
 
 /* ---- parse ---------------------------------------------------------------- */
 
+/* The largest message a publisher builds: --batch_bytes, or one unit of
+ * the largest record (a chunk plus a held header, or a COM_INIT_DB). */
+uint64_t config_message_max(const struct mrte_config *cfg)
+{
+	uint64_t unit = 4 + 14 + MRTE_CHUNK + 8 + 256;
+
+	return cfg->batch_bytes > unit ? cfg->batch_bytes : unit;
+}
+
+static uint64_t ring_bytes_of(uint32_t ring_mb)
+{
+	uint64_t mb = 1;
+
+	while (mb < ring_mb)
+		mb <<= 1;
+	return mb << 20;
+}
+
+/* Worst case: every ring and queue full, every flow tracked, the reorder
+ * budget spent, plus what the process needs to exist at all. */
+static uint64_t memory_bound_with(const struct mrte_config *cfg, uint64_t ring)
+{
+	uint64_t per_thread = ring + ((uint64_t)cfg->queue_size + 6) * config_message_max(cfg);
+
+	return MEM_BASE_BYTES + cfg->thread_count * per_thread + ((uint64_t)cfg->reorder_mb << 20) +
+	       (uint64_t)cfg->max_flows * MEM_PER_FLOW_BYTES;
+}
+
 uint64_t config_memory_bound(const struct mrte_config *cfg)
 {
-	uint64_t ring = 1;
-
-	while (ring < (uint64_t)cfg->ring_mb)
-		ring <<= 1;
-	uint64_t per_thread = (ring << 20) + (uint64_t)cfg->queue_size *
-						    ((uint64_t)cfg->batch_bytes + MRTE_CHUNK + 64);
-
-	return cfg->thread_count * per_thread + ((uint64_t)cfg->reorder_mb << 20) +
-	       (uint64_t)cfg->max_flows * 128;
+	return memory_bound_with(cfg, ring_bytes_of(cfg->ring_mb ? cfg->ring_mb : 1));
 }
 
 static int config_validate(struct mrte_config *cfg, char *err, size_t errlen)
@@ -426,13 +450,24 @@ static int config_validate(struct mrte_config *cfg, char *err, size_t errlen)
 	if (!*cfg->rabbitmq_exchange_name && cfg->sink == SINK_AMQP)
 		log_warn("--rabbitmq_exchange_name is empty: publishing to the default exchange");
 
-	uint64_t need = config_memory_bound(cfg), budget = (uint64_t)cfg->max_mem_mb << 20;
+	uint64_t budget = (uint64_t)cfg->max_mem_mb << 20;
+
+	if (!cfg->ring_mb) {
+		/* Auto: the largest ring up to 4 MiB that keeps within budget. */
+		for (uint32_t mb = 4; mb >= 1 && !cfg->ring_mb; mb /= 2)
+			if (memory_bound_with(cfg, (uint64_t)mb << 20) <= budget)
+				cfg->ring_mb = mb;
+		if (!cfg->ring_mb)
+			cfg->ring_mb = 1; /* reported just below */
+	}
+	uint64_t need = config_memory_bound(cfg);
 
 	if (need > budget)
 		return errf(err, errlen,
 			    "--max_mem_mb: these settings may need %llu MiB, more than %u MiB; lower "
-			    "--ring_mb/--queue_size/--batch_bytes/--max_flows or raise --max_mem_mb",
-			    (unsigned long long)(need >> 20), cfg->max_mem_mb);
+			    "--ring_mb/--queue_size/--batch_bytes/--max_flows/--reorder_mb or raise "
+			    "--max_mem_mb",
+			    (unsigned long long)((need + (1 << 20) - 1) >> 20), cfg->max_mem_mb);
 	return 0;
 }
 

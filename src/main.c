@@ -61,14 +61,13 @@ static void describe_start(const struct mrte_config *cfg, uint32_t local_ip)
 	for (uint32_t i = 0; i < cfg->nports; i++)
 		n += (size_t)snprintf(ports + n, sizeof(ports) - n, "%s%u", i ? "," : "", cfg->ports[i]);
 	inet_ntop(AF_INET, &local_ip, ip, sizeof(ip));
-	log_info("mrte-collector %s: %s %s, port %s, LOCAL_IP %s, %u publishers, sink %s%s%s, "
-		 "memory bound %llu MiB",
+	log_info("mrte-collector %s: %s %s, port %s, LOCAL_IP %s, %u publishers with %u MiB "
+		 "rings, sink %s%s, memory bound %llu of %u MiB",
 		 MRTE_VERSION, cfg->read_file ? "file" : "interface",
 		 cfg->read_file ? cfg->read_file : cfg->interface, ports, ip, cfg->thread_count,
-		 cfg->sink == SINK_AMQP ? "amqp " : cfg->sink == SINK_FILE ? "file " : "null",
+		 cfg->ring_mb, cfg->sink == SINK_AMQP ? "amqp " : cfg->sink == SINK_FILE ? "file " : "null",
 		 cfg->sink == SINK_AMQP ? cfg->rabbitmq_host : cfg->sink == SINK_FILE ? cfg->output : "",
-		 cfg->sink == SINK_AMQP ? "" : "",
-		 (unsigned long long)(config_memory_bound(cfg) >> 20));
+		 (unsigned long long)((config_memory_bound(cfg) + (1 << 20) - 1) >> 20), cfg->max_mem_mb);
 }
 
 int main(int argc, char **argv)
@@ -129,7 +128,7 @@ int main(int argc, char **argv)
 	ps = publishers_start(&cfg, &src, local_ip);
 	if (!ps)
 		goto out;
-	st = stats_new(stdout, cap, ps);
+	st = stats_new(stdout, cap, ps, (uint64_t)cfg.max_mem_mb << 20);
 	if (!st)
 		goto out;
 	sess = session_start(&cfg, ps);

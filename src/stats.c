@@ -14,9 +14,11 @@
 #include "stats.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -26,6 +28,8 @@ struct stats {
 	struct publishers *ps;
 	struct stats_snapshot cur, row_prev, first;
 	unsigned rows;
+	uint64_t mem_budget;
+	bool warned_rss;
 };
 
 /* ---- derived totals --------------------------------------------------------- */
@@ -52,18 +56,34 @@ uint64_t stats_dropped_packets(const struct stats_snapshot *s)
 
 /* ---- sampling ------------------------------------------------------------------ */
 
-struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps)
+struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps,
+			uint64_t mem_budget)
 {
 	struct stats *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
+	s->mem_budget = mem_budget;
 	s->out = out;
 	s->cap = cap;
 	s->ps = ps;
 	stats_sample(s);
 	s->row_prev = s->first = s->cur;
 	return s;
+}
+
+/* Resident memory, from /proc/self/statm (pages). */
+static uint64_t rss_bytes(void)
+{
+	unsigned long long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu %llu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 void stats_sample(struct stats *s)
@@ -74,6 +94,14 @@ void stats_sample(struct stats *s)
 	capture_agent_stats(s->cap, &s->cur.a);
 	s->cur.if_drops = capture_if_drops(s->cap);
 	s->cur.a.if_drops = s->cur.if_drops;
+	s->cur.a.rss_bytes = rss_bytes();
+	if (s->cur.a.rss_bytes > s->mem_budget && !s->warned_rss) {
+		log_warn("resident memory %llu MiB is above --max_mem_mb %llu MiB (the agent goes "
+			 "on: it never exits for memory, unlike the original)",
+			 (unsigned long long)(s->cur.a.rss_bytes >> 20),
+			 (unsigned long long)(s->mem_budget >> 20));
+		s->warned_rss = true;
+	}
 	capture_publish_counters(s->cap, &s->cur.k, &s->cur.a);
 }
 

@@ -504,6 +504,38 @@ static void test_bad_combinations(void **state)
 	assert_accepted("--interface=lo", "--ring_mb=64", "--max_mem_mb=1024");
 }
 
+/* --ring_mb=0 (the default) sizes the rings to the memory budget, so every
+ * original --thread_count (2..10) works with the default --max_mem_mb. */
+static void test_auto_ring_size(void **state)
+{
+	struct mrte_config c;
+	char e[512], t[32];
+	uint32_t last = 8;
+
+	(void)state;
+	for (unsigned n = 2; n <= 10; n++) {
+		snprintf(t, sizeof(t), "--thread_count=%u", n);
+		if (parse(&c, e, sizeof(e), "--interface=lo", t, NULL) != CONFIG_OK)
+			fail_msg("--thread_count=%u refused: %s", n, e);
+		assert_true(c.ring_mb >= 1 && c.ring_mb <= 4);
+		assert_true(c.ring_mb <= last); /* more threads never get bigger rings */
+		assert_true(config_memory_bound(&c) <= (uint64_t)c.max_mem_mb << 20);
+		last = c.ring_mb;
+		config_free(&c);
+	}
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", NULL), CONFIG_OK);
+	assert_int_equal(c.ring_mb, 4);
+	config_free(&c);
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--thread_count=10", NULL),
+			 CONFIG_OK);
+	assert_int_equal(c.ring_mb, 1);
+	config_free(&c);
+	/* An explicit size is kept as given (and checked). */
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--ring_mb=2", NULL), CONFIG_OK);
+	assert_int_equal(c.ring_mb, 2);
+	config_free(&c);
+}
+
 static void test_missing_value_message(void **state)
 {
 	struct mrte_config cfg;
@@ -725,6 +757,7 @@ int main(void)
 		cmocka_unit_test_setup(test_bad_ports, setup),
 		cmocka_unit_test_setup(test_bad_choices_and_options, setup),
 		cmocka_unit_test_setup(test_bad_combinations, setup),
+		cmocka_unit_test_setup(test_auto_ring_size, setup),
 		cmocka_unit_test_setup(test_missing_value_message, setup),
 		cmocka_unit_test_setup(test_password_precedence, setup),
 		cmocka_unit_test_setup(test_password_hidden_in_argv, setup),
