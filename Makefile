@@ -47,7 +47,12 @@ LIB_OBJS   := $(filter-out $(BUILD)/obj/main.o,$(AGENT_OBJS))
 TOOLS := $(BUILD)/mrte-dump $(BUILD)/loadgen
 
 .PHONY: all
-all: $(BUILD)/mrte-collector $(TOOLS)
+all: $(BUILD)/mrte-collector $(TOOLS) $(BUILD)/mrte-collector.8
+
+# The man page's OPTIONS come from --help: they cannot drift apart.
+$(BUILD)/mrte-collector.8: $(BUILD)/mrte-collector doc/mrte-collector.8.in tools/gen-man.sh
+	$(call msg,MAN,$@)
+	$(Q)tools/gen-man.sh $(BUILD)/mrte-collector doc/mrte-collector.8.in > $@
 
 $(BUILD)/obj $(BUILD)/asan $(BUILD)/tests $(BUILD)/fuzz:
 	$(Q)mkdir -p $@
@@ -146,7 +151,7 @@ PREFIX ?= /usr/local
 install: all
 	install -D -m 0755 $(BUILD)/mrte-collector $(DESTDIR)$(PREFIX)/sbin/mrte-collector
 	install -D -m 0755 $(BUILD)/mrte-dump $(DESTDIR)$(PREFIX)/bin/mrte-dump
-	install -D -m 0644 doc/mrte-collector.8 $(DESTDIR)$(PREFIX)/share/man/man8/mrte-collector.8
+	install -D -m 0644 $(BUILD)/mrte-collector.8 $(DESTDIR)$(PREFIX)/share/man/man8/mrte-collector.8
 
 clean:
 	rm -rf $(BUILD)

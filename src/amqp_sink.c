@@ -4,17 +4,23 @@
  * client travel one channel in order (as in the original collector).
  *
  * No silent loss: the channel runs in publisher-confirm mode.  A message is
- * in flight from the moment it is written until the broker acks it; a nack,
- * a connection that drops with messages still in flight, and a failed write
- * all count in mq_errors, and messages are published `mandatory` so that a
- * broker discarding them for want of a bound queue is counted (mq_returned)
- * and reported once.  Unconfirmed messages are not re-sent: the player
- * would replay a duplicate, which is worse than a counted gap.
+ * in flight from the moment it is written until the broker acks it; a nack
+ * and a connection that drops with messages still in flight count in
+ * mq_errors, and messages are published `mandatory` so that a broker
+ * discarding them for want of a bound queue is counted (mq_returned) and
+ * reported once.  Unconfirmed messages are not re-sent: the player would
+ * replay a duplicate, which is worse than a counted gap.  A write that fails
+ * is not in flight: the broker drops a message whose frames did not all
+ * arrive, and the publisher keeps it and sends it again on the next
+ * connection (or counts it in drop_unpublished at stop), so mq_errors
+ * counts exactly the messages that may be missing from the queue.
  *
  * rabbitmq-c blocks in amqp_basic_publish while the broker is not reading
  * (flow control, a hung broker).  The publisher's watchdog calls
  * amqp_sink abort() from another thread, which shuts the socket down so the
  * write fails; the lock only guards the socket's lifetime against that.
+ * The socket is exposed to abort() from the moment it connects, so that a
+ * stop also cuts short a handshake with a broker that never answers.
  */
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -124,6 +130,16 @@ static void drop_connection(struct amqp_sink *a, const char *why)
 	window_reset(a);
 }
 
+/* Give up a connection being opened: take its socket back from abort()
+ * before the connection closes it. */
+static void open_failed(struct amqp_sink *a, amqp_connection_state_t conn)
+{
+	pthread_mutex_lock(&a->lock);
+	a->fd = -1;
+	amqp_destroy_connection(conn);
+	pthread_mutex_unlock(&a->lock);
+}
+
 static int amqp_sink_open(struct sink *s)
 {
 	struct amqp_sink *a = (struct amqp_sink *)s;
@@ -154,6 +170,11 @@ static int amqp_sink_open(struct sink *s)
 		amqp_destroy_connection(conn);
 		return -1;
 	}
+	/* Each step below waits up to 3 s for a broker that may never answer;
+	 * a stop must not wait for that (amqp_sink_abort). */
+	pthread_mutex_lock(&a->lock);
+	a->fd = amqp_get_sockfd(conn);
+	pthread_mutex_unlock(&a->lock);
 
 	/* Ask to be told when the broker blocks publishers, and name the
 	 * connection so `rabbitmqctl list_connections` shows who we are. */
@@ -189,7 +210,7 @@ static int amqp_sink_open(struct sink *s)
 				  "%s (check --rabbitmq_user/--rabbitmq_password/--rabbitmq_vhost)",
 				  s->id, cfg->rabbitmq_host, cfg->rabbitmq_port, cfg->rabbitmq_user,
 				  cfg->rabbitmq_vhost, why);
-		amqp_destroy_connection(conn);
+		open_failed(a, conn);
 		return -1;
 	}
 	amqp_channel_open(conn, AMQP_CHANNEL);
@@ -208,7 +229,7 @@ static int amqp_sink_open(struct sink *s)
 					  "'%s': %s (declare it, fanout or direct, and bind a queue)",
 					  s->id, cfg->rabbitmq_exchange_name, cfg->rabbitmq_host,
 					  cfg->rabbitmq_port, cfg->rabbitmq_vhost, why);
-			amqp_destroy_connection(conn);
+			open_failed(a, conn);
 			return -1;
 		}
 	}
@@ -224,7 +245,7 @@ static int amqp_sink_open(struct sink *s)
 		if (fail_should_log(a))
 			log_error("publisher %d: cannot open a channel on %s:%u: %s", s->id,
 				  cfg->rabbitmq_host, cfg->rabbitmq_port, why);
-		amqp_destroy_connection(conn);
+		open_failed(a, conn);
 		return -1;
 	}
 
@@ -270,10 +291,12 @@ static int amqp_sink_publish(struct sink *s, const void *body, size_t len)
 				    amqp_cstring_bytes(a->cfg->rabbitmq_routing_key), 1, 0, &props, b);
 
 	if (st != AMQP_STATUS_OK) {
-		CTR_INC(s->stats->mq_errors);
+		/* Not counted in mq_errors: the message is kept and sent again
+		 * (see the top of the file); counting it would count a loss twice. */
 		if (fail_should_log(a))
-			log_error("publisher %d: publish to %s:%u failed: %s (reconnecting)", s->id,
-				  a->cfg->rabbitmq_host, a->cfg->rabbitmq_port,
+			log_error("publisher %d: publish to %s:%u failed: %s (reconnecting; the "
+				  "message is kept and sent again)",
+				  s->id, a->cfg->rabbitmq_host, a->cfg->rabbitmq_port,
 				  amqp_error_string2(st));
 		drop_connection(a, amqp_error_string2(st));
 		return -1;

@@ -354,6 +354,30 @@ const char *config_capture_name(uint32_t mode)
 	return mode < 4 ? capture_names[mode] : "?";
 }
 
+/* Print text from column `indent` on, wrapped at `width` columns. */
+static void print_wrapped(FILE *out, const char *text, int indent, int width)
+{
+	int col = indent;
+
+	while (*text) {
+		int word = (int)strcspn(text, " ");
+
+		if (col > indent && col + 1 + word > width) {
+			fprintf(out, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', out);
+			col++;
+		}
+		fprintf(out, "%.*s", word, text);
+		col += word;
+		text += word;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', out);
+}
+
 void config_print_help(FILE *out, const char *prog)
 {
 	fprintf(out,
@@ -369,17 +393,21 @@ void config_print_help(FILE *out, const char *prog)
 
 		if (o->section)
 			fprintf(out, "\n%s:\n", o->section);
+		char text[512];
+		size_t n;
+
 		snprintf(lhs, sizeof(lhs), "--%s%s%s", o->name, o->unit ? "=" : "",
 			 o->unit ? o->unit : "");
-		fprintf(out, "  %-34s %s", lhs, o->help);
+		n = (size_t)snprintf(text, sizeof(text), "%s", o->help);
 		if (o->def && o->type != T_STR)
-			fprintf(out, " [%s]", o->def);
+			n += (size_t)snprintf(text + n, sizeof(text) - n, " [%s]", o->def);
 		else if (o->def)
-			fprintf(out, " [\"%s\"]", o->def);
-		if (o->type == T_UINT && !o->clamp)
-			fprintf(out, " (%llu..%llu)", (unsigned long long)o->min,
-				(unsigned long long)o->max);
-		fputc('\n', out);
+			n += (size_t)snprintf(text + n, sizeof(text) - n, " [\"%s\"]", o->def);
+		if (o->type == T_UINT && !o->clamp && n < sizeof(text))
+			snprintf(text + n, sizeof(text) - n, " (%llu..%llu)",
+				 (unsigned long long)o->min, (unsigned long long)o->max);
+		fprintf(out, "  %-30s ", lhs);
+		print_wrapped(out, text, 33, 100);
 	}
 	fprintf(out,
 		"\nMemory: the agent holds at most about\n"

@@ -149,7 +149,12 @@ static int try_publish(struct publisher *p, const uint8_t *buf, size_t len)
 		p->sink_fd_watched = -1; /* a closed fd leaves the epoll set by itself */
 		if (p->now < p->reconnect_at)
 			return -1;
+		/* Past the stop deadline, no new connection: a handshake with a
+		 * broker that accepts but never answers takes seconds. */
+		if (__atomic_load_n(&p->stop_flag, __ATOMIC_ACQUIRE) && p->now >= p->stop_deadline)
+			return -1;
 		if (sink_open(p->sink)) {
+			p->now = mono_ns(); /* a handshake can time out after seconds */
 			p->backoff_ns = p->backoff_ns ? p->backoff_ns * 2 : BACKOFF_MIN_NS;
 			if (p->backoff_ns > BACKOFF_MAX_NS)
 				p->backoff_ns = BACKOFF_MAX_NS;
@@ -169,6 +174,10 @@ static int try_publish(struct publisher *p, const uint8_t *buf, size_t len)
 
 	__atomic_store_n(&p->publish_started_ns, 0, __ATOMIC_RELAXED);
 	if (rc) {
+		/* The write may have blocked for seconds (a broker that stopped
+		 * reading, until the watchdog or the stop cut it): back off from
+		 * now, not from before it, or the reconnect starts at once. */
+		p->now = mono_ns();
 		p->backoff_ns = BACKOFF_MIN_NS;
 		p->reconnect_at = p->now + p->backoff_ns;
 		return -1;

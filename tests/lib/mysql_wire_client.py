@@ -7,14 +7,14 @@ general_log_dump + this dump must compare equal in tests/lib/compare.py.
 
 Usage:
   mysql_wire_client.py --port P --user U --password PW [--db DB] --dump OUT.tsv \
-        [--sessions N] STEP...
+        [--sessions N] [--repeat N] STEP...
 STEP is one of
   q:TEXT        COM_QUERY with TEXT (python escapes allowed: \\n \\t \\x00 ...)
   db:NAME       COM_INIT_DB
   ping          COM_PING
-The steps are run on every session, the sessions' commands interleaved
-round-robin; finally each session sends COM_QUIT.  Exit 0 if every command got
-a reply (OK, ERR or a result set); ERR replies are fine (they are logged too).
+The steps are run on every session (all of them N times with --repeat), the
+sessions' commands interleaved round-robin; finally each session sends
+COM_QUIT.  Exit 0 if every command got a reply (OK, ERR or a result set); ERR replies are fine (they are logged too).
 """
 
 import argparse
@@ -154,6 +154,7 @@ def main():
     ap.add_argument("--db", default="")
     ap.add_argument("--dump", required=True, help="write the expected queue dump TSV here")
     ap.add_argument("--sessions", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="run the steps N times")
     ap.add_argument("steps", nargs="*")
     a = ap.parse_args()
 
@@ -176,7 +177,7 @@ def main():
             c = Conn(a.host, a.port, dump)
             c.login(a.user.encode(), a.password.encode(), a.db.encode())
             conns.append(c)
-        for cmd in cmds:
+        for cmd in cmds * a.repeat:
             for c in conns:
                 c.command(cmd)
         for c in conns:

@@ -164,6 +164,21 @@ static char *help_text(void)
 	config_free(&cfg);
 	args_free(&a);
 	assert_non_null(buf);
+	/* --help wraps long descriptions onto indented lines: join them back so
+	 * each flag is one line again. */
+	char *w = buf;
+
+	for (char *r = buf; *r;) {
+		if (*r == '\n' && strncmp(r + 1, "          ", 10) == 0) {
+			r++;
+			while (*r == ' ')
+				r++;
+			*w++ = ' ';
+			continue;
+		}
+		*w++ = *r++;
+	}
+	*w = '\0';
 	return buf;
 }
 

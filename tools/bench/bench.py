@@ -184,7 +184,7 @@ def kv_ints(text):
 
 
 def parse_agent_log(path):
-    res = {"capture": None, "totals": {}, "detail": {}, "errors": []}
+    res = {"capture": None, "totals": {}, "detail": {}, "errors": [], "not_published": {}}
     try:
         text = open(path, errors="replace").read()
     except OSError:
@@ -197,7 +197,10 @@ def parse_agent_log(path):
             res["totals"] = kv_ints(line.split("totals:", 1)[1])
         if "detail:" in line:
             res["detail"] = kv_ints(line.split("detail:", 1)[1])
-        if "[ERROR" in line or "[WARN" in line and "no --mysql_host" not in line:
+        if "not published since the last row:" in line:
+            for k, v in kv_ints(line.split("last row:", 1)[1]).items():
+                res["not_published"][k] = res["not_published"].get(k, 0) + v
+        elif "[ERROR" in line or "[WARN" in line and "no --mysql_host" not in line:
             res["errors"].append(line[:300])
     res["errors"] = res["errors"][-5:]
     return res
@@ -269,8 +272,8 @@ class Bench:
         self.rates = env_list("BENCH_RATES", [50000, 200000])
         self.cpu_rounds = int(env_num("BENCH_CPU_ROUNDS", 1 if q else 2))
         self.fixed_s = env_num("BENCH_FIXED_SECONDS", 1.5 if q else 3.0)
-        self.db_rounds = int(env_num("BENCH_DB_ROUNDS", 1 if q else 3))
-        self.db_s = int(env_num("BENCH_DB_SECONDS", 3 if q else 8))
+        self.db_rounds = int(env_num("BENCH_DB_ROUNDS", 1 if q else 4))
+        self.db_s = int(env_num("BENCH_DB_SECONDS", 3 if q else 6))
         self.db_threads = int(env_num("BENCH_DB_THREADS", 4))
         self.phases = os.environ.get("BENCH_PHASES", "capacity,cpu,tcp,burst,db,profile").split(",")
         self.mac_cli = self.read_ns_file(NS_CLI, "/sys/class/net/%s/address" % VETH_CLI)
@@ -650,11 +653,14 @@ class Bench:
             if r["achieved_rate"] < 0.9 * target:
                 saturated = True
                 break
-        if bad_target is None and not saturated:
+        if bad_target is None:
+            # the most the generator can push through this backend
             r = self.step(backend, sink, "frames", 0, self.step_s, label="flat-out")
             steps.append(r)
             if r["loss"] > 0:
                 bad_target = max(r["achieved_rate"], good_target)
+            else:
+                saturated = saturated or True
         for _ in range(self.bisect_steps):
             if bad_target is None or bad_target - good_target < 10000:
                 break
@@ -672,8 +678,8 @@ class Bench:
         lossy = [s for s in steps if s["loss"] and s["loss"] > 0]
         summ = {"backend": backend, "sink": sink,
                 "max_zero_loss_rate": best["achieved_rate"] if best else 0,
-                "limited_by": ("loss" if lossy else "cpu (generator slowed, no loss)" if saturated
-                               else "generator (flat out, no loss)"),
+                "limited_by": ("loss" if lossy else "no loss up to flat out: the generator, sharing "
+                               "the CPUs with the capture path, could offer no more"),
                 "first_loss_rate": min((s["achieved_rate"] for s in lossy), default=None),
                 "max_hwm_kb": max((s.get("hwm_kb") or 0) for s in steps),
                 "steps": len(steps)}
@@ -782,8 +788,22 @@ class Bench:
 
     # -- profile: where the time goes ------------------------------------------------
 
+    def our_tids(self):
+        """Threads of every process in our namespaces (agent, generator,
+        consumer, RabbitMQ, MariaDB) -- to tell them apart from other users'."""
+        tids = set()
+        for ns in (NS_SRV, NS_CLI):
+            r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10)
+            for pid in r.stdout.split():
+                try:
+                    tids.update(int(t) for t in os.listdir("/proc/%s/task" % pid))
+                except OSError:
+                    pass
+        return tids
+
     def perf_during(self, name, secs):
         data = os.path.join(self.outdir, "perf-%s.data" % name)
+        box = {"data": data, "tids": set()}
 
         def hook(gen):
             time.sleep(0.7)
@@ -791,9 +811,31 @@ class Bench:
                                capture_output=True, text=True, timeout=secs + 60)
             if r.returncode:
                 log("perf record failed: %s" % r.stderr.strip()[-300:])
-        return data, hook
+            box["tids"] = self.our_tids()
+        return box, hook
 
-    def perf_summary(self, data):
+    @staticmethod
+    def role(comm, tid, ours):
+        if tid in ours:
+            if comm.startswith("loadgen"):
+                return "generator (loadgen, incl. the veth receive path in its softirq)"
+            if comm == "mrte-dump":
+                return "consumer (mrte-dump)"
+            if comm.startswith("mrte-") or comm == "sh":
+                return "agent"
+            if comm == "tcpdump":
+                return "tcpdump"
+            if comm.startswith("mariadb"):
+                return "MariaDB"
+            return "RabbitMQ (ours: beam.smp threads)"
+        if comm.startswith("swapper"):
+            return "idle"
+        if re.match(r"(ksoftirqd|kworker|migration|rcu|cpuhp|kthreadd|irq/|watchdog)", comm):
+            return "kernel threads (ksoftirqd, kworker, ...)"
+        return "other users of the machine (not ours)"
+
+    def perf_summary(self, box):
+        data, ours = box["data"], box["tids"]
         res = {"data": data}
         if not os.path.exists(data):
             return res
@@ -803,24 +845,36 @@ class Bench:
                                capture_output=True, text=True, timeout=300)
             return r.stdout
 
+        roles, threads = {}, []
+        kthreads = []
+        for line in rep("--sort", "pid", "-g", "none", "--percent-limit", "0").splitlines():
+            m = re.match(r"\s+([\d.]+)%\s+(\d+):(.+?)\s*$", line)
+            if not m:
+                continue
+            pct, tid, comm = float(m.group(1)), int(m.group(2)), m.group(3)
+            role = self.role(comm, tid, ours)
+            roles[role] = roles.get(role, 0.0) + pct
+            if comm.startswith("ksoftirqd"):
+                kthreads.append(tid)
+            if pct >= 0.5:
+                threads.append([pct, tid, comm, role])
+        res["by_role"] = sorted(([round(v, 2), k] for k, v in roles.items()), reverse=True)
+        res["threads"] = threads[:20]
+        mine = sorted(ours | set(kthreads))
+        filt = ["--tid=" + ",".join(str(t) for t in mine)] if mine else []
         rows = []
-        for line in rep("--sort", "comm", "-g", "none", "--percent-limit", "0.5").splitlines():
-            m = re.match(r"\s+([\d.]+)%\s+(.+?)\s*$", line)
-            if m:
-                rows.append([float(m.group(1)), m.group(2)])
-        res["by_comm"] = rows
-        rows = []
-        for line in rep("--sort", "comm,dso,sym", "-g", "none", "--percent-limit", "0.7").splitlines():
+        for line in rep("--sort", "comm,dso,sym", "-g", "none", "--percent-limit", "0.5", *filt).splitlines():
             m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+(\S+)\s+\[(.)\]\s+(.+?)\s*$", line)
             if m:
                 rows.append([float(m.group(1)), m.group(2), m.group(3), m.group(5)])
         res["top"] = rows[:25]
-        # the call chain into the hottest kernel symbol
+        res["top_filtered"] = bool(filt)
+        # the call chains into the hottest kernel symbol of our threads
         kern = [r for r in rows if r[2] == "[kernel.kallsyms]"]
         if kern:
             sym = kern[0][3]
             chain = rep("--sort", "sym", "--symbols", sym, "-g", "caller,0.5,callee,function,percent",
-                        "--percent-limit", "1")
+                        "--percent-limit", "1", *filt)
             lines = [l.rstrip() for l in chain.splitlines() if l.strip() and not l.startswith("#")]
             res["hot_symbol"] = sym
             res["hot_chain"] = lines[:60]
@@ -839,10 +893,10 @@ class Bench:
         # 2. perf: the whole machine during the full path to RabbitMQ
         prof["perf"] = {}
         for b in ("xdp-native", "pcap"):
-            data, hook = self.perf_during(b, secs)
+            box, hook = self.perf_during(b, secs)
             r = self.step(b, "amqp", "frames", rate, None, count=count_for(), latency=True,
                           during=hook, label="perf")
-            prof["perf"][b] = {"run": r, "summary": self.perf_summary(data)}
+            prof["perf"][b] = {"run": r, "summary": self.perf_summary(box)}
         prof["perf_command"] = "perf record -a -g -- sleep %.1f  (during the run);  perf report --no-children --sort comm,dso,sym" % secs
 
     # -- machine ---------------------------------------------------------------------------

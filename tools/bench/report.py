@@ -154,7 +154,9 @@ def chart(res, png, gp, workdir):
             continue
         sink = "file" if r["sink"] in ("file", "capture-only") else "amqp"
         series.setdefault(sink, {}).setdefault(r["backend"], []).append(
-            (r["achieved_rate"] / 1000.0, r["loss_pct"]))
+            (r["achieved_rate"] / 1000.0, r["loss_pct"], (r["target_rate"] or 0) / 1000.0))
+    if not series:
+        return False
     files = {}
     for sink in ("amqp", "file"):
         path = os.path.join(workdir, "loss-%s.dat" % sink)
@@ -164,9 +166,11 @@ def chart(res, png, gp, workdir):
                 if not pts:
                     continue
                 f.write('"%s"\n' % NAMES[b])
-                for x, y in pts:
-                    f.write("%.2f %.4f\n" % (x, y))
+                for x, y, t in pts:
+                    f.write("%.2f %.4f %.1f\n" % (x, y, t))
                 f.write("\n\n")
+            if not series.get(sink):
+                f.write('"none"\n0 -1 0\n\n\n')
         files[sink] = path
     r = subprocess.run(["gnuplot", "-e", "amqp='%s'; file='%s'; out='%s'" % (files["amqp"], files["file"], png),
                         gp], capture_output=True, text=True, timeout=120)
@@ -255,8 +259,9 @@ def build(res, runtime=None, png_name=None):
 
 
 def summary_md(R_, lo, hi):
-    head = ["", "capacity -> RabbitMQ", "capacity -> file", "CPU/pkt @%s" % krate(lo), "CPU/pkt @%s" % krate(hi),
-            "peak RSS", "p50/p99 @%s" % krate(lo), "p50/p99 @%s" % krate(hi), "burst: last stmt", "DB impact"]
+    head = ["", "capacity -> RabbitMQ", "capacity -> file", "CPU/pkt, target %s/s" % krate(lo),
+            "CPU/pkt, target %s/s" % krate(hi),
+            "peak RSS", "p50/p99 @%s" % krate(lo), "p50/p99 @%s" % krate(hi), "burst: last stmt", "DB tps"]
     rows = []
     cpu_lo, cpu_hi = R_.cpu_rows("null", lo), R_.cpu_rows("null", hi)
     db = {d["backend"]: d for d in (R_.db() or []) if d["sink"] == "amqp"}
@@ -271,8 +276,9 @@ def summary_md(R_, lo, hi):
         bu = R_.burst(b)
         bus = "n/a" if not bu or "lat_max_ms" not in bu.get("consumer", {}) else "%.0f ms" % bu["consumer"]["lat_max_ms"]
         d = db.get(b)
-        rows.append([NAMES[b], cap(sa), cap(sf),
-                     fmt(cpu_lo.get(b, {}).get("total_us"), 2, " us"), fmt(cpu_hi.get(b, {}).get("total_us"), 2, " us"),
+        cpu = lambda c: "n/a" if c.get(b, {}).get("total_us") is None else "%.2f us (at %s/s)" % (
+            c[b]["total_us"], krate(c[b]["achieved"]))
+        rows.append([NAMES[b], cap(sa), cap(sf), cpu(cpu_lo), cpu(cpu_hi),
                      fmt(mib(hw), 1, " MiB") if b != "tcpdump" else fmt(mib(hw), 1, " MiB"),
                      lat(ll), lat(lh), bus,
                      ("%+.1f%%" % -d["impact_pct"]) if d and d["impact_pct"] is not None else "n/a"])
@@ -407,9 +413,9 @@ def details_md(R_, lo, hi):
         c = r.get("capture", {})
         det = c.get("detail", {})
         tot = c.get("totals", {})
-        where = []
+        where = ["%s=%d" % kv for kv in sorted(c.get("not_published", {}).items())]
         for k in ("ring_full", "queue_full", "truncated", "mq_returned"):
-            if det.get(k):
+            if det.get(k) and k not in c.get("not_published", {}):
                 where.append("%s=%d" % (k, det[k]))
         for k in ("if_dropped", "mq_errors"):
             if tot.get(k):
@@ -549,11 +555,18 @@ def profile_md(R_, hi):
             NAMES[b], krate(r.get("target_rate")), krate(r.get("achieved_rate")), r.get("loss"),
             prof.get("perf_command", "perf record -a -g")))
         out.append("")
-        if s.get("by_comm"):
-            out.append("Share of all CPU samples by command: " + ", ".join(
-                "%s %.1f%%" % (c, v) for v, c in s["by_comm"][:10]))
+        if s.get("by_role"):
+            out.append("All CPU samples (2 CPUs) by who ran: " + ", ".join(
+                "%s %.1f%%" % (k, v) for v, k in s["by_role"]) + ".")
+            out.append("")
+        if s.get("threads"):
+            out.append("Busiest threads: " + ", ".join("%s %.1f%%" % (c, v) for v, t, c, role in s["threads"][:12]
+                                                      if "not ours" not in role) + ".")
             out.append("")
         if s.get("top"):
+            out.append("Hottest symbols in our threads (the generator, agent, consumer, RabbitMQ and ksoftirqd; "
+                       "percent of all samples):")
+            out.append("")
             out.append(md_table(["self %", "command", "object", "symbol"],
                                 [["%.2f" % v, c, d, sym] for v, c, d, sym in s["top"][:18]]))
             out.append("")
@@ -601,14 +614,17 @@ def analysis_md(R_, hi):
     elif top:
         out.append("* Top samples in the XDP native run: " + ", ".join("`%s` %.1f%% (%s)" % (s, v, c) for v, c, d, s in top[:6]) + ".")
     pp = prof.get("perf", {}).get("pcap", {}).get("summary", {})
-    if pp.get("by_comm"):
-        out.append("* In the libpcap run the samples split by command as: " + ", ".join(
-            "%s %.1f%%" % (c, v) for v, c in pp["by_comm"][:6]) + ".")
-    if px.get("by_comm"):
-        out.append("* In the XDP native run: " + ", ".join("%s %.1f%%" % (c, v) for v, c in px["by_comm"][:6]) +
-                   ". `beam.smp` is RabbitMQ, `mrte-dump` the consumer, `loadgen` the generator, whose "
-                   "time includes the receive path of the veth (capture hooks included), which runs in the "
-                   "sender's softirq.")
+    pchain = "\n".join(pp.get("hot_chain", []))
+    if "eventfd_write" in pchain:
+        out.append("* libpcap path: its hottest kernel symbol, `%s`, is reached from `eventfd_write`: the agent's "
+                   "pcap reader thread hands packets to the publisher threads and signals an eventfd, i.e. wakes "
+                   "a publisher, for (nearly) every packet -- the same per-packet wake-up pattern in user space. "
+                   "tcpdump, which writes whole TPACKET_V3 blocks and wakes once per block, costs a small "
+                   "fraction of it per packet (CPU table above)." % pp.get("hot_symbol"))
+    for name, p in (("XDP native", px), ("libpcap", pp)):
+        if p.get("by_role"):
+            out.append("* %s run, all samples by who ran: %s." % (name, ", ".join(
+                "%s %.1f%%" % (k, v) for v, k in p["by_role"])))
     out.append("")
     return "\n".join(out)
 
