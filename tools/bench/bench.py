@@ -636,8 +636,9 @@ class Bench:
     flatout_guess = 300000
 
     def search(self, backend, sink):
-        """Step the offered rate up the grid until loss or saturation, then
-        bisect between the last clean rate and the first lossy one."""
+        """Step the offered rate up the grid until loss or saturation (the
+        generator more than 10% below its target), then one flat-out step,
+        then bisect between the last clean rate and the first lossy one."""
         steps = []
         good_target, bad_target = 0, None
         saturated = False
@@ -659,8 +660,6 @@ class Bench:
             steps.append(r)
             if r["loss"] > 0:
                 bad_target = max(r["achieved_rate"], good_target)
-            else:
-                saturated = saturated or True
         for _ in range(self.bisect_steps):
             if bad_target is None or bad_target - good_target < 10000:
                 break
