@@ -218,7 +218,10 @@ int bpf_capture_attach_tc(struct bpf_capture *b, int ifindex, const char **how, 
 			  size_t errlen)
 {
 	int prog_fd = bpf_program__fd(b->skel->progs.mrte_tc);
-	int fd = bpf_link_create(prog_fd, ifindex, (enum bpf_attach_type)BPF_TCX_INGRESS_VAL, NULL);
+	/* MRTE_PROBE_DENY=tcx takes the pre-6.6 path on a newer kernel. */
+	int fd = denied("tcx") ? -1
+			       : bpf_link_create(prog_fd, ifindex,
+						 (enum bpf_attach_type)BPF_TCX_INGRESS_VAL, NULL);
 
 	if (fd >= 0) {
 		b->tcx_link_fd = fd;
@@ -237,6 +240,9 @@ int bpf_capture_attach_tc(struct bpf_capture *b, int ifindex, const char **how, 
 		return -1;
 	}
 	b->tc_hook_created = rc == 0;
+	LIBBPF_OPTS(bpf_tc_opts, query, .handle = TC_HANDLE, .priority = TC_PRIORITY);
+	if (!b->tc_hook_created && bpf_tc_query(&b->tc_hook, &query) == 0)
+		log_info("replacing the TC filter left by an agent that did not exit cleanly");
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE, .priority = TC_PRIORITY,
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	rc = bpf_tc_attach(&b->tc_hook, &opts);

@@ -42,5 +42,28 @@ check "... with the reason" grep -q -- "--capture=tc: no capture backend could s
 "$AGENT" --interface=lo --sink=null --capture=xdp --xdp_mode=native --pin_dir="$PIN_ROOT" 2>"$T_WORK/native.err"
 check_eq "--xdp_mode=native on lo: exit 1" 1 $?
 check "... the driver has no native XDP" grep -q "the driver has no native XDP" "$T_WORK/native.err"
+# Kernels before 6.6 have no tcx: the TC program goes in as a classic
+# clsact filter.  Forced here with MRTE_PROBE_DENY=tcx.
+tc_filters() { tc filter show dev lo ingress 2>/dev/null | grep -c 'mrte_tc'; }
+clsact_on_lo() { tc qdisc show dev lo | grep -q clsact; }
+had_clsact=$(clsact_on_lo && echo yes)
+MRTE_PROBE_DENY=tcx start_agent classic --interface=lo --port="$MYSQL_PORT" --sink=null \
+	--capture=tc --pin_dir="$PIN_ROOT"
+check "no tcx: classic clsact filter" grep -q "capture: tc ingress (classic clsact filter" "$AGENT_LOG"
+check_eq "... one filter of ours on lo ingress" 1 "$(tc_filters)"
+kill -KILL "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+AGENT_PID=
+check_eq "... a SIGKILL leaves it (documented: no link to die with us)" 1 "$(tc_filters)"
+MRTE_PROBE_DENY=tcx start_agent classic2 --interface=lo --port="$MYSQL_PORT" --sink=null \
+	--capture=tc --pin_dir="$PIN_ROOT"
+check "... the next start replaces it" grep -q "replacing the TC filter left by an agent" "$AGENT_LOG"
+check_eq "... still exactly one filter" 1 "$(tc_filters)"
+stop_agent
+check_eq "... a clean exit removes it" 0 "$(tc_filters)"
+# The clsact qdisc was created by the first (killed) run, so the second did
+# not create it and leaves it: remove it here, as an operator would (only
+# if it was not there before the test).
+[ -z "$had_clsact" ] && clsact_on_lo && tc qdisc del dev lo clsact
 check "nothing attached after all that" nothing_attached
 finish
