@@ -81,6 +81,20 @@ $(BUILD)/loadgen: tools/loadgen.c
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $< -o $@ -lpthread
 
+# ---- fuzzing (libFuzzer) ------------------------------------------------------
+
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Ibpf -I$(BUILD) \
+               -I/usr/include/mariadb -std=gnu11 -D_GNU_SOURCE -pthread $(WARN)
+FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(AGENT_SRCS) $(wildcard include/*.h) $(BUILD)/mrte.skel.h | $(BUILD)/fuzz
+	$(call msg,FUZZ,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(filter-out src/main.c,$(AGENT_SRCS)) -o $@ $(LDLIBS)
+
+.PHONY: fuzz
+fuzz: $(FUZZERS)
+	$(Q)tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60) $(FUZZERS)
+
 # ---- tests ------------------------------------------------------------------
 
 # Unit tests run under AddressSanitizer and UBSan.
@@ -106,7 +120,7 @@ $(BUILD)/tests/test_bpf_%: tests/bpf/test_bpf_%.c $(wildcard tests/unit/*.h) $(L
 deps:
 	$(Q)tools/install-deps.sh
 
-build-tests: all $(UNIT_TESTS) $(BPF_TESTS)
+build-tests: all $(UNIT_TESTS) $(BPF_TESTS) $(FUZZERS)
 
 unit: build-tests
 	$(Q)tests/run-unit.sh $(UNIT_TESTS)
@@ -121,20 +135,6 @@ integration: all
 test: deps
 	$(Q)$(MAKE) --no-print-directory build-tests
 	$(Q)tests/run-all.sh
-
-# ---- fuzzing (libFuzzer) ------------------------------------------------------
-
-FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Ibpf -I$(BUILD) \
-               -I/usr/include/mariadb -std=gnu11 -D_GNU_SOURCE -pthread $(WARN)
-FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(AGENT_SRCS) $(wildcard include/*.h) $(BUILD)/mrte.skel.h | $(BUILD)/fuzz
-	$(call msg,FUZZ,$@)
-	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(filter-out src/main.c,$(AGENT_SRCS)) -o $@ $(LDLIBS)
-
-.PHONY: fuzz
-fuzz: $(FUZZERS)
-	$(Q)tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60) $(FUZZERS)
 
 # ---- demo, bench, install -----------------------------------------------------
 
