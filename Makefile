@@ -112,7 +112,7 @@ $(BUILD)/tests/test_unit_%: tests/unit/test_unit_%.c $(wildcard tests/unit/*.h) 
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) -Itests/unit $< $(ASAN_OBJS) -o $@ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/test_bpf_%: tests/bpf/test_bpf_%.c $(wildcard tests/unit/*.h) $(LIB_OBJS) | $(BUILD)/tests
+$(BUILD)/tests/test_bpf_%: tests/bpf/test_bpf_%.c $(wildcard tests/bpf/*.h) $(LIB_OBJS) | $(BUILD)/tests
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/unit $< $(LIB_OBJS) -o $@ $(LDLIBS) -lcmocka
 

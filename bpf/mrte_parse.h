@@ -14,8 +14,9 @@
  *
  * Lengths come from the IP header, not the frame, so Ethernet padding is
  * never mistaken for payload; a frame shorter than its IP header says is
- * reported as MRTE_V_TRUNCATED and the caller decides (BPF: malformed;
- * pcap: cut by the snapshot length).
+ * reported as MRTE_V_TRUNCATED.  `pkt_len` is the frame's length on the
+ * wire on both paths (the pcap path checks separately that its snapshot
+ * kept the payload), so both count that as malformed.
  */
 #ifndef MRTE_PARSE_H
 #define MRTE_PARSE_H

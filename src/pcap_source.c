@@ -141,12 +141,19 @@ int pcap_frame_records(int linktype, const uint8_t *data, uint32_t caplen, uint3
 		       struct mrte_agent_stats *as, pcap_record_fn emit, void *ctx)
 {
 	const struct frame f = {data, caplen};
+	/* The parser gets the frame's length on the wire, as the kernel's
+	 * does, not what the snapshot kept: a total length past the real
+	 * frame is then malformed on both paths, and a BIG TCP packet (total
+	 * length 0) is sized by the real frame -- sized by caplen, a cut one
+	 * would pass for a whole, shorter segment.  The loads stay within
+	 * caplen; whether the payload was kept is checked before emitting. */
+	const uint32_t pkt_len = wirelen > caplen ? wirelen : caplen;
 	struct mrte_pkt p = {0};
 	enum mrte_verdict v;
 
 	ks->frames++;
 	if (linktype == DLT_EN10MB) {
-		v = mrte_parse_eth((void *)&f, 0, caplen, filter, &p);
+		v = mrte_parse_eth((void *)&f, 0, pkt_len, filter, &p);
 	} else {
 		__u32 off;
 		__u16 et;
@@ -155,7 +162,7 @@ int pcap_frame_records(int linktype, const uint8_t *data, uint32_t caplen, uint3
 			ks->short_frame++;
 			return 0;
 		}
-		v = mrte_parse_l3((void *)&f, 0, off, et, caplen, filter, &p);
+		v = mrte_parse_l3((void *)&f, 0, off, et, pkt_len, filter, &p);
 	}
 	switch (v) {
 	case MRTE_V_NOT_MATCHED:
@@ -175,15 +182,9 @@ int pcap_frame_records(int linktype, const uint8_t *data, uint32_t caplen, uint3
 		ks->drop_fragment++;
 		return 0;
 	case MRTE_V_MALFORMED:
+	case MRTE_V_TRUNCATED: /* the total length runs past the frame on the wire */
 		ks->matched++;
 		ks->drop_malformed++;
-		return 0;
-	case MRTE_V_TRUNCATED:
-		ks->matched++;
-		if (caplen < wirelen)
-			as->drop_truncated++; /* cut by --snapshot_len: never publish a partial */
-		else
-			ks->drop_malformed++;
 		return 0;
 	case MRTE_V_MATCHED:
 		break;
@@ -195,6 +196,10 @@ int pcap_frame_records(int linktype, const uint8_t *data, uint32_t caplen, uint3
 	}
 	if (p.payload_len > (__u32)MRTE_CHUNK * MRTE_MAX_CHUNKS) {
 		ks->drop_oversize++;
+		return 0;
+	}
+	if (p.payload_len && (uint64_t)p.payload_off + p.payload_len > caplen) {
+		as->drop_truncated++; /* cut by --snapshot_len: never publish a partial */
 		return 0;
 	}
 

@@ -304,8 +304,8 @@ static uint64_t kget(const struct mrte_kstats *k, size_t off)
 
 static void kdelta(struct mrte_kstats *d, const struct mrte_kstats *a, const struct mrte_kstats *b)
 {
-	const uint64_t *pa = (const uint64_t *)a, *pb = (const uint64_t *)b;
-	uint64_t *pd = (uint64_t *)d;
+	const __u64 *pa = (const __u64 *)a, *pb = (const __u64 *)b; /* the fields' own type */
+	__u64 *pd = (__u64 *)d;
 
 	for (size_t i = 0; i < sizeof(*d) / sizeof(uint64_t); i++)
 		pd[i] = pb[i] - pa[i];
