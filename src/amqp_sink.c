@@ -42,6 +42,7 @@ struct amqp_sink {
 	amqp_connection_state_t conn;
 	pthread_mutex_t lock; /* guards fd against abort() */
 	int fd;
+	bool aborted; /* abort() shut fd down (guarded by lock) */
 	bool open;
 	bool ever_open;
 	/* confirm window: tags [low_tag, next_tag) may be unsettled */
@@ -49,9 +50,7 @@ struct amqp_sink {
 	uint8_t *unsettled;
 	uint64_t window_mask;
 	size_t inflight;
-	bool warned_returned;
-	uint64_t fail_logged_ns;
-	uint64_t fails_since_log;
+	uint64_t fails_since_log; /* failures since the last connection opened */
 };
 
 #define AMQP_CHANNEL 1
@@ -59,16 +58,34 @@ struct amqp_sink {
 
 /* ---- error reporting ------------------------------------------------------- */
 
-/* Say the first failure at once, then at most every 10 s while it lasts. */
+/* Every publisher talks to the same broker with the same settings, so a
+ * broker problem is one problem: say the first failure at once, then at most
+ * one line every 10 s while it lasts -- for all publishers together, not one
+ * line per publisher.  Each publisher still counts its own failures. */
+static uint64_t fail_logged_ns; /* atomic: when any publisher last said one */
+static bool warned_returned;    /* atomic: the unbound-exchange warning was given */
+
 static bool fail_should_log(struct amqp_sink *a)
 {
 	uint64_t now = mono_ns();
+	uint64_t last = __atomic_load_n(&fail_logged_ns, __ATOMIC_RELAXED);
 
 	a->fails_since_log++;
-	if (a->fail_logged_ns && now - a->fail_logged_ns < FAIL_LOG_INTERVAL_NS)
+	if (last && now - last < FAIL_LOG_INTERVAL_NS)
 		return false;
-	a->fail_logged_ns = now;
-	return true;
+	return __atomic_compare_exchange_n(&fail_logged_ns, &last, now, false, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
+}
+
+/* A login is refused when the broker says so (or, without the
+ * authentication_failure_close capability, just closes).  A broker that
+ * accepted the connection and then never answered -- or a stop that cut the
+ * wait short -- refused nothing: pointing at the settings would mislead. */
+static bool login_refused(amqp_rpc_reply_t r)
+{
+	return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ||
+	       (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+		r.library_error == AMQP_STATUS_CONNECTION_CLOSED);
 }
 
 static void describe_reply(amqp_rpc_reply_t r, char *buf, size_t len)
@@ -130,6 +147,17 @@ static void drop_connection(struct amqp_sink *a, const char *why)
 	window_reset(a);
 }
 
+/* A handshake that abort() cut short (the agent is stopping) failed through
+ * no fault of the broker's: say nothing rather than blame the settings. */
+static bool open_fail_should_log(struct amqp_sink *a)
+{
+	pthread_mutex_lock(&a->lock);
+	bool cut = a->aborted;
+
+	pthread_mutex_unlock(&a->lock);
+	return !cut && fail_should_log(a);
+}
+
 /* Give up a connection being opened: take its socket back from abort()
  * before the connection closes it. */
 static void open_failed(struct amqp_sink *a, amqp_connection_state_t conn)
@@ -174,6 +202,7 @@ static int amqp_sink_open(struct sink *s)
 	 * a stop must not wait for that (amqp_sink_abort). */
 	pthread_mutex_lock(&a->lock);
 	a->fd = amqp_get_sockfd(conn);
+	a->aborted = false;
 	pthread_mutex_unlock(&a->lock);
 
 	/* Ask to be told when the broker blocks publishers, and name the
@@ -204,8 +233,14 @@ static int amqp_sink_open(struct sink *s)
 				       AMQP_SASL_METHOD_PLAIN, cfg->rabbitmq_user,
 				       cfg->rabbitmq_password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+		bool say = open_fail_should_log(a);
+
 		describe_reply(r, why, sizeof(why));
-		if (fail_should_log(a))
+		if (say && !login_refused(r))
+			log_error("publisher %d: RabbitMQ %s:%u accepted the connection but the login "
+				  "did not complete: %s (broker hung, overloaded or gone; retrying)",
+				  s->id, cfg->rabbitmq_host, cfg->rabbitmq_port, why);
+		else if (say)
 			log_error("publisher %d: RabbitMQ %s:%u refused login as '%s' on vhost '%s': "
 				  "%s (check --rabbitmq_user/--rabbitmq_password/--rabbitmq_vhost)",
 				  s->id, cfg->rabbitmq_host, cfg->rabbitmq_port, cfg->rabbitmq_user,
@@ -224,7 +259,7 @@ static int amqp_sink_open(struct sink *s)
 		r = amqp_get_rpc_reply(conn);
 		if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 			describe_reply(r, why, sizeof(why));
-			if (fail_should_log(a))
+			if (open_fail_should_log(a))
 				log_error("publisher %d: exchange '%s' is not usable on %s:%u vhost "
 					  "'%s': %s (declare it, fanout or direct, and bind a queue)",
 					  s->id, cfg->rabbitmq_exchange_name, cfg->rabbitmq_host,
@@ -242,7 +277,7 @@ static int amqp_sink_open(struct sink *s)
 	}
 	if (r.reply_type != AMQP_RESPONSE_NORMAL) {
 		describe_reply(r, why, sizeof(why));
-		if (fail_should_log(a))
+		if (open_fail_should_log(a))
 			log_error("publisher %d: cannot open a channel on %s:%u: %s", s->id,
 				  cfg->rabbitmq_host, cfg->rabbitmq_port, why);
 		open_failed(a, conn);
@@ -265,7 +300,7 @@ static int amqp_sink_open(struct sink *s)
 			  cfg->rabbitmq_port);
 	}
 	a->ever_open = true;
-	a->fail_logged_ns = 0;
+	__atomic_store_n(&fail_logged_ns, 0, __ATOMIC_RELAXED); /* a new failure: say it */
 	a->fails_since_log = 0;
 	return 0;
 }
@@ -295,7 +330,7 @@ static int amqp_sink_publish(struct sink *s, const void *body, size_t len)
 		 * (see the top of the file); counting it would count a loss twice. */
 		if (fail_should_log(a))
 			log_error("publisher %d: publish to %s:%u failed: %s (reconnecting; the "
-				  "message is kept and sent again)",
+				  "message stays queued)",
 				  s->id, a->cfg->rabbitmq_host, a->cfg->rabbitmq_port,
 				  amqp_error_string2(st));
 		drop_connection(a, amqp_error_string2(st));
@@ -367,13 +402,12 @@ static int amqp_sink_service(struct sink *s)
 			amqp_basic_return_t *m = frame.payload.method.decoded;
 
 			CTR_INC(s->stats->mq_returned);
-			if (!a->warned_returned)
+			if (!__atomic_exchange_n(&warned_returned, true, __ATOMIC_RELAXED))
 				log_warn("publisher %d: the broker discards messages: %u %.*s (bind a "
 					 "queue to exchange '%s'); counted as mq_returned",
 					 s->id, m->reply_code, (int)m->reply_text.len,
 					 (const char *)m->reply_text.bytes,
 					 a->cfg->rabbitmq_exchange_name);
-			a->warned_returned = true;
 			break;
 		}
 		case AMQP_CONNECTION_BLOCKED_METHOD: {
@@ -443,8 +477,10 @@ static void amqp_sink_abort(struct sink *s)
 	struct amqp_sink *a = (struct amqp_sink *)s;
 
 	pthread_mutex_lock(&a->lock);
-	if (a->fd >= 0)
+	if (a->fd >= 0) {
 		shutdown(a->fd, SHUT_RDWR);
+		a->aborted = true;
+	}
 	pthread_mutex_unlock(&a->lock);
 }
 
