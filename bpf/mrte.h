@@ -80,8 +80,10 @@ struct mrte_agent_stats {
 	__u64 messages;            /* messages published */
 	__u64 message_bytes;       /* bytes of published messages */
 	__u64 payload_bytes;       /* TCP payload bytes put into units */
-	__u64 mq_errors;           /* MQError: publishes that failed, were nacked, or were
-				    * unconfirmed when the connection dropped */
+	__u64 mq_errors;           /* MQError: messages nacked by the broker, or unconfirmed
+				    * when the connection dropped (a failed write is not one:
+				    * the message stays queued and is sent again) */
+	__u64 mq_units_lost;       /* units in those messages: the loss, exactly */
 	__u64 mq_returned;         /* returned by the broker: no queue bound to the exchange */
 	__u64 mq_inflight;         /* gauge: published, not yet confirmed by the broker */
 	__u64 mq_reconnects;       /* broker (re)connections made after the first */

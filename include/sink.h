@@ -15,7 +15,9 @@ struct sink;
 
 struct sink_ops {
 	int (*open)(struct sink *s);                                 /* 0 = ready */
-	int (*publish)(struct sink *s, const void *body, size_t len); /* 0 = written */
+	/* 0 = written; units: how many MRTE units the body holds (for the
+	 * unit-exact loss count when the broker never confirms it) */
+	int (*publish)(struct sink *s, const void *body, size_t len, uint32_t units);
 	int (*service)(struct sink *s); /* read acks/returns/closes; <0 = connection lost */
 	int (*fd)(struct sink *s);      /* readable when service has work; -1 = none */
 	bool (*is_open)(struct sink *s);
@@ -35,7 +37,10 @@ struct sink *amqp_sink_new(const struct mrte_config *cfg, int id, struct mrte_ag
 struct sink *file_sink_new(const char *path, int id, struct mrte_agent_stats *st); /* NULL path: discard */
 
 static inline int sink_open(struct sink *s) { return s->ops->open(s); }
-static inline int sink_publish(struct sink *s, const void *b, size_t n) { return s->ops->publish(s, b, n); }
+static inline int sink_publish(struct sink *s, const void *b, size_t n, uint32_t units)
+{
+	return s->ops->publish(s, b, n, units);
+}
 static inline int sink_service(struct sink *s) { return s->ops->service(s); }
 static inline int sink_fd(struct sink *s) { return s->ops->fd(s); }
 static inline bool sink_is_open(struct sink *s) { return s->ops->is_open(s); }

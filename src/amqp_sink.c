@@ -47,9 +47,10 @@ struct amqp_sink {
 	bool ever_open;
 	/* confirm window: tags [low_tag, next_tag) may be unsettled */
 	uint64_t next_tag, low_tag;
-	uint8_t *unsettled;
+	uint32_t *unsettled; /* units in each unsettled message, 0 = settled */
 	uint64_t window_mask;
 	size_t inflight;
+	uint64_t inflight_units;
 	uint64_t fails_since_log; /* failures since the last connection opened */
 };
 
@@ -123,9 +124,10 @@ static void describe_reply(amqp_rpc_reply_t r, char *buf, size_t len)
 
 static void window_reset(struct amqp_sink *a)
 {
-	memset(a->unsettled, 0, a->window_mask + 1);
+	memset(a->unsettled, 0, (a->window_mask + 1) * sizeof(*a->unsettled));
 	a->next_tag = a->low_tag = 1;
 	a->inflight = 0;
+	a->inflight_units = 0;
 	CTR_SET(a->base.stats->mq_inflight, 0);
 }
 
@@ -136,6 +138,7 @@ static void drop_connection(struct amqp_sink *a, const char *why)
 			  "dropped (%s); counted in MQError",
 			  a->base.id, a->inflight, a->cfg->rabbitmq_host, a->cfg->rabbitmq_port, why);
 		CTR_ADD(a->base.stats->mq_errors, a->inflight);
+		CTR_ADD(a->base.stats->mq_units_lost, a->inflight_units);
 	}
 	pthread_mutex_lock(&a->lock);
 	if (a->conn)
@@ -307,7 +310,7 @@ static int amqp_sink_open(struct sink *s)
 
 /* ---- publishing and confirms --------------------------------------------------- */
 
-static int amqp_sink_publish(struct sink *s, const void *body, size_t len)
+static int amqp_sink_publish(struct sink *s, const void *body, size_t len, uint32_t units)
 {
 	struct amqp_sink *a = (struct amqp_sink *)s;
 	amqp_basic_properties_t props = {
@@ -336,7 +339,8 @@ static int amqp_sink_publish(struct sink *s, const void *body, size_t len)
 		drop_connection(a, amqp_error_string2(st));
 		return -1;
 	}
-	a->unsettled[a->next_tag & a->window_mask] = 1;
+	a->unsettled[a->next_tag & a->window_mask] = units ? units : 1;
+	a->inflight_units += units ? units : 1;
 	a->next_tag++;
 	a->inflight++;
 	CTR_SET(s->stats->mq_inflight, a->inflight);
@@ -350,14 +354,17 @@ static void settle(struct amqp_sink *a, uint64_t tag, bool multiple, bool nack)
 	if (tag >= a->next_tag)
 		return;
 	for (uint64_t t = from; t <= tag; t++) {
-		uint8_t *slot = &a->unsettled[t & a->window_mask];
+		uint32_t *slot = &a->unsettled[t & a->window_mask];
 
 		if (t < a->low_tag || !*slot)
 			continue;
-		*slot = 0;
-		a->inflight--;
-		if (nack)
+		if (nack) {
 			CTR_INC(a->base.stats->mq_errors);
+			CTR_ADD(a->base.stats->mq_units_lost, *slot);
+		}
+		a->inflight--;
+		a->inflight_units -= *slot;
+		*slot = 0;
 	}
 	while (a->low_tag < a->next_tag && !a->unsettled[a->low_tag & a->window_mask])
 		a->low_tag++;
@@ -521,7 +528,7 @@ struct sink *amqp_sink_new(const struct mrte_config *cfg, int id, struct mrte_ag
 		return NULL;
 	while (window < 2ull * cfg->queue_size + 2)
 		window <<= 1;
-	a->unsettled = calloc(window, 1);
+	a->unsettled = calloc(window, sizeof(*a->unsettled));
 	if (!a->unsettled) {
 		free(a);
 		return NULL;

@@ -41,13 +41,14 @@ static int file_sink_open(struct sink *s)
 	return 0;
 }
 
-static int file_sink_publish(struct sink *s, const void *body, size_t len)
+static int file_sink_publish(struct sink *s, const void *body, size_t len, uint32_t units)
 {
 	struct file_sink *f = (struct file_sink *)s;
 	uint8_t hdr[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
 			  (uint8_t)(len >> 24)};
 	struct iovec iov[2] = {{hdr, 4}, {(void *)body, len}};
 
+	(void)units;
 	if (!f->open)
 		return -1;
 	if (!f->path)

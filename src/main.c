@@ -25,7 +25,7 @@
 #include "stats.h"
 
 #define NS_PER_SEC 1000000000ull
-#define STOP_GRACE_NS (1500ull * 1000000ull)     /* SIGTERM: out within 2 s */
+#define STOP_GRACE_NS (1300ull * 1000000ull)     /* SIGTERM: out within 2 s, with room */
 #define EOF_GRACE_NS (60ull * NS_PER_SEC)         /* --read_file: publish it all */
 #define PUBLISH_BLOCK_LIMIT_NS (10ull * NS_PER_SEC) /* watchdog on broker writes */
 #define SAMPLE_NS (100ull * 1000000ull) /* pinned counters refresh */

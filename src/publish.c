@@ -143,7 +143,7 @@ static void watch_sink_fd(struct publisher *p)
 }
 
 /* Write one message to the sink if it can take it now. */
-static int try_publish(struct publisher *p, const uint8_t *buf, size_t len)
+static int try_publish(struct publisher *p, const uint8_t *buf, size_t len, uint32_t units)
 {
 	if (!sink_is_open(p->sink)) {
 		p->sink_fd_watched = -1; /* a closed fd leaves the epoll set by itself */
@@ -170,7 +170,7 @@ static int try_publish(struct publisher *p, const uint8_t *buf, size_t len)
 			return -1; /* wait for the broker's acks */
 	}
 	__atomic_store_n(&p->publish_started_ns, p->now ? p->now : 1, __ATOMIC_RELAXED);
-	int rc = sink_publish(p->sink, buf, len);
+	int rc = sink_publish(p->sink, buf, len, units);
 
 	__atomic_store_n(&p->publish_started_ns, 0, __ATOMIC_RELAXED);
 	if (rc) {
@@ -192,7 +192,7 @@ static void drain_pending(struct publisher *p)
 	while (p->pend_count) {
 		struct msg *m = &p->pending[p->pend_head];
 
-		if (try_publish(p, m->buf, m->len))
+		if (try_publish(p, m->buf, m->len, m->units))
 			break;
 		p->pend_units -= m->units;
 		buf_give(p, m->buf);
@@ -232,7 +232,7 @@ static void close_batch(struct publisher *p)
 {
 	if (!p->batch.units)
 		return;
-	if (!p->pend_count && try_publish(p, p->batch.buf, p->batch.len) == 0) {
+	if (!p->pend_count && try_publish(p, p->batch.buf, p->batch.len, p->batch.units) == 0) {
 		wire_batch_reset(&p->batch);
 		return;
 	}

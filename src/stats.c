@@ -146,6 +146,7 @@ static void log_drop_reasons(const struct stats_snapshot *n, const struct stats_
 	REASON(a.drop_reorder_overflow, "reorder_overflow")
 	REASON(a.drop_unpublished, "unpublished_units")
 	REASON(a.mq_errors, "mq_errors")
+	REASON(a.mq_units_lost, "mq_units_lost")
 	REASON(a.mq_returned, "mq_returned")
 	REASON(a.flow_evictions, "flow_evictions")
 #undef REASON
@@ -199,7 +200,8 @@ void stats_print_summary(struct stats *s)
 	log_info("detail: no_payload=%llu flow_events=%llu retransmits=%llu reordered=%llu "
 		 "seq_gaps=%llu desync=%llu tls=%llu compressed=%llu self=%llu ring_full=%llu "
 		 "fragments=%llu oversize=%llu malformed=%llu ipv6=%llu queue_full=%llu "
-		 "truncated=%llu unpublished_units=%llu mq_returned=%llu reconnects=%llu "
+		 "truncated=%llu unpublished_units=%llu mq_units_lost=%llu mq_returned=%llu "
+		 "reconnects=%llu "
 		 "init_db=%llu quit=%llu evictions=%llu",
 		 (unsigned long long)k->no_payload, (unsigned long long)k->flow_events,
 		 (unsigned long long)a->retransmit_segments, (unsigned long long)a->reordered_segments,
@@ -209,7 +211,8 @@ void stats_print_summary(struct stats *s)
 		 (unsigned long long)k->drop_fragment, (unsigned long long)k->drop_oversize,
 		 (unsigned long long)k->drop_malformed, (unsigned long long)k->drop_ipv6,
 		 (unsigned long long)a->drop_queue_full, (unsigned long long)a->drop_truncated,
-		 (unsigned long long)a->drop_unpublished, (unsigned long long)a->mq_returned,
+		 (unsigned long long)a->drop_unpublished, (unsigned long long)a->mq_units_lost,
+		 (unsigned long long)a->mq_returned,
 		 (unsigned long long)a->mq_reconnects, (unsigned long long)a->synthetic_init_db,
 		 (unsigned long long)a->synthetic_quit, (unsigned long long)a->flow_evictions);
 }

@@ -3,10 +3,10 @@
 # run.sh started.  A dead, missing, misconfigured or hung broker gives a
 # clear line (one, not one per retry) and named counters; the agent keeps
 # running, exits 0 within 2 s of SIGTERM, and every unit it encoded is
-# either in the queue or counted: units = in the queue + mq_errors (in
+# either in the queue or counted: units = in the queue + mq_units_lost (in
 # flight when a connection dropped) + drop_unpublished (still held at stop).
 # With --batch_packets=1 a message is one unit, so the message counter
-# mq_errors adds up with units.
+# mq_errors adds up with units too.
 #
 # A broker that dies, comes back, loses what it was sent or stops reading
 # is simulated by tests/lib/tcp_proxy.py between the agent and the shared
@@ -169,9 +169,10 @@ read -r missing extra < <(diff_rows "$T_WORK"/{A,L,B}.sent.tsv "$T_WORK/dies.dum
 check_eq "2: nothing in the queue that was not sent" 0 "$extra"
 check_eq "2: phases A and B in the queue, exactly" "0 0" "$(diff_rows "$T_WORK"/{A,B}.sent.tsv "$T_WORK/dies.dump.tsv")"
 check_eq "2: missing from the queue = mq_errors (loss exactly accounted)" "$missing" "$(agent_stat mq_errors)"
+check_eq "2: ... = mq_units_lost, in units" "$missing" "$(agent_stat mq_units_lost)"
 stopped 2
-check_eq "2: units = in the queue + mq_errors + unpublished" "$(total units)" \
-	"$(($(rows "$T_WORK/dies.dump.tsv") + $(total mq_errors) + $(total unpublished_units)))"
+check_eq "2: units = in the queue + mq_units_lost + unpublished" "$(total units)" \
+	"$(($(rows "$T_WORK/dies.dump.tsv") + $(total mq_units_lost) + $(total unpublished_units)))"
 delete_queue "$q"
 proxy_kill
 
@@ -245,8 +246,8 @@ hung_accounted() {
 	dump_queue "$q" "$T_WORK/$1.dump.tsv"
 	check_eq "6$1: nothing reached the queue" 0 "$(rows "$T_WORK/$1.dump.tsv")"
 	check "6$1: loss counted in mq_errors and drop_unpublished" test "$(total mq_errors)" -gt 0 -a "$(total unpublished_units)" -gt 0
-	check_eq "6$1: units = mq_errors + unpublished (exactly)" "$(total units)" \
-		"$(($(total mq_errors) + $(total unpublished_units)))"
+	check_eq "6$1: units = mq_units_lost + unpublished (exactly)" "$(total units)" \
+		"$(($(total mq_units_lost) + $(total unpublished_units)))"
 	check_eq "6$1: the log says how many units went unpublished" "$(total unpublished_units)" "$(unpublished_said)"
 }
 # a: SIGTERM while the write is blocked (the stop's abort path).
