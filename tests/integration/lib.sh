@@ -35,10 +35,11 @@ original_flags() {
 # start_agent NAME ARGS...: run the agent in the background and wait until
 # it has attached (its "capture:" log line) -- or fail with its log.
 start_agent() {
-	local name=$1
+	local name=$1 before
 	shift
 	AGENT_LOG=$T_WORK/$name.err
 	AGENT_OUT=$T_WORK/$name.out
+	before=$(mrte_prog_ids)
 	"$AGENT" "$@" >"$AGENT_OUT" 2>"$AGENT_LOG" &
 	AGENT_PID=$!
 	if ! wait_for 20 "agent attached" agent_ready; then
@@ -46,6 +47,11 @@ start_agent() {
 		cat "$AGENT_LOG"
 		return 1
 	fi
+	# The programs this agent loaded: the ones that were not there before.
+	local id
+	for id in $(mrte_prog_ids); do
+		case " $before " in *" $id "*) ;; *) OUR_PROGS="$OUR_PROGS $id" ;; esac
+	done
 }
 
 agent_ready() {
@@ -114,20 +120,40 @@ dump_queue() {
 	"$DUMP" --rabbitmq_port="$AMQP_PORT" --queue="$q" --format=tsv --idle_ms=1000 "$@" >>"$out"
 }
 
-# No program of ours loaded (an attached program is loaded; once its link
-# or filter is gone and the agent's fds are closed, it is unloaded).
-# bpftool net show does not name XDP programs and does not list tcx links,
-# so ask for the programs by name.
-nothing_attached() {
-	! bpftool prog show 2>/dev/null | grep -q 'name mrte_\(xdp\|tc\)'
+# Programs named mrte_* loaded right now (ids).  bpftool net show does not
+# name XDP programs and does not list tcx links, so ask for programs.
+mrte_prog_ids() {
+	bpftool -j prog show 2>/dev/null | "$PY" -c '
+import json, sys
+print(" ".join(str(p["id"]) for p in json.load(sys.stdin) if p.get("name", "").startswith("mrte_")))'
 }
-# ...and while an agent runs: a link (XDP or tcx) whose program is ours.
-program_attached() {
-	local id
-	for id in $(bpftool -j link show 2>/dev/null | "$PY" -c 'import json,sys; print(" ".join(str(l["prog_id"]) for l in json.load(sys.stdin)))'); do
-		bpftool prog show id "$id" 2>/dev/null | grep -q 'name mrte_' && return 0
+OUR_PROGS=
+
+# None of the programs our agents loaded is still loaded (an attached
+# program stays loaded; once its link or filter is gone and the agent's fds
+# are closed, the kernel unloads it).  Only our own ids count, so another
+# agent on the machine (a benchmark in its namespace) cannot fail this.
+nothing_attached() {
+	local now id
+	now=" $(mrte_prog_ids) "
+	for id in $OUR_PROGS; do
+		case "$now" in *" $id "*) return 1 ;; esac
 	done
-	bpftool net show 2>/dev/null | grep -q 'mrte_tc' # a classic clsact filter
+	return 0
+}
+# ...and while an agent runs: one of its programs is attached (held by a
+# link -- XDP or tcx; bpftool 7.1 does not say to which device -- or by a
+# classic clsact filter on lo).
+program_attached() {
+	local ids
+	ids=$(bpftool -j link show 2>/dev/null | "$PY" -c '
+import json, sys
+print(" ".join(str(l["prog_id"]) for l in json.load(sys.stdin)))')
+	local id
+	for id in $ids; do
+		case " $OUR_PROGS " in *" $id "*) return 0 ;; esac
+	done
+	tc filter show dev lo ingress 2>/dev/null | grep -q 'mrte_tc'
 }
 no_pins() {
 	[ ! -e "$PIN_ROOT/${PIN_IF:-lo}" ]
