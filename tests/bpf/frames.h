@@ -37,6 +37,23 @@ struct spec {
 	size_t cut;     /* non-zero: the frame is cut to this many bytes */
 };
 
+/* The VLAN tag stacks every test runs: the parser follows up to three. */
+struct vlan_case {
+	const char *name;
+	int n;
+	uint16_t tpid[4];
+};
+
+static const struct vlan_case vlan_cases[] = {
+	{"802.1Q", 1, {0x8100}},
+	{"802.1ad alone", 1, {0x88a8}},
+	{"QinQ 0x88a8 + 0x8100", 2, {0x88a8, 0x8100}},
+	{"old QinQ 0x9100 + 0x8100", 2, {0x9100, 0x8100}},
+	{"double 0x8100", 2, {0x8100, 0x8100}},
+	{"three tags", 3, {0x88a8, 0x8100, 0x8100}},
+};
+#define N_VLAN_CASES (sizeof(vlan_cases) / sizeof(vlan_cases[0]))
+
 static inline struct spec tcp4(uint32_t saddr, uint16_t sport, uint16_t dport, uint8_t flags,
 			       size_t plen)
 {

@@ -660,20 +660,9 @@ static void test_bad_header_lengths(void **state)
 static void test_vlan(void **state)
 {
 	struct env *e = env_get(state, E_MAIN);
-	static const struct {
-		const char *name;
-		int n;
-		uint16_t tpid[4];
-	} tags[] = {
-		{"802.1Q", 1, {0x8100}},
-		{"802.1ad alone", 1, {0x88a8}},
-		{"QinQ 0x88a8 + 0x8100", 2, {0x88a8, 0x8100}},
-		{"old QinQ 0x9100 + 0x8100", 2, {0x9100, 0x8100}},
-		{"double 0x8100", 2, {0x8100, 0x8100}},
-		{"three tags", 3, {0x88a8, 0x8100, 0x8100}},
-	};
+	const struct vlan_case *tags = vlan_cases;
 
-	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+	for (size_t i = 0; i < N_VLAN_CASES; i++) {
 		struct spec s = tcp4(CLIENT, (uint16_t)(44000 + i), i & 1 ? 3307 : 3306,
 				     MRTE_TCP_PSH | MRTE_TCP_ACK, 200 + i);
 
