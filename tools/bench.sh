@@ -34,6 +34,7 @@ BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
 REPORT_DIR=${BENCH_REPORT_DIR:-$REPO}
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1
 NS_CLI=mrtb-cli
 NS_SRV=mrtb-srv
 
@@ -141,7 +142,9 @@ ip -n "$NS_SRV" link set mrtb-s up
 ip netns exec "$NS_SRV" sysctl -qw net.ipv4.ip_forward=0
 
 say "RabbitMQ + MariaDB on the loopback of $NS_SRV"
-ip netns exec "$NS_SRV" env MRTE_TEST_MYSQL_PORT= MRTE_TEST_AMQP_PORT= bash -c \
+# In a session of their own, so that ^C reaches only this script, which then
+# stops them with servers_stop.
+ip netns exec "$NS_SRV" setsid -w env MRTE_TEST_MYSQL_PORT= MRTE_TEST_AMQP_PORT= bash -c \
     '. "$1" && servers_start "$2"' _ "$REPO/tests/lib/servers.sh" "$WORK/srv" 2>&1 |
     sed 's/^/  /' >&2
 [ -f "$WORK/srv/servers.env" ] || die "servers did not start"
@@ -153,6 +156,7 @@ BENCH_PID=$!
 rc=0
 wait "$BENCH_PID" || rc=$?
 BENCH_PID=""
+[ "$rc" = 130 ] && { say "interrupted"; exit 130; }
 [ "$rc" = 0 ] || die "measurement failed (rc $rc); partial results in $RESULTS, logs in $BUILD/bench/logs"
 
 "$PY" "$REPO/tools/bench/bench.py" report "$RESULTS" --md "$REPORT_DIR/BENCHMARKS.md" \

@@ -15,7 +15,7 @@ PACKAGES=(
 	libpcap-dev librabbitmq-dev default-libmysqlclient-dev
 	# tests (cmocka, sanitizers, libFuzzer), harness and real servers
 	libcmocka-dev libclang-rt-14-dev rabbitmq-server mariadb-server mariadb-client sysbench
-	tcpdump iproute2 python3 procps
+	tcpdump iproute2 python3 python3-pika procps util-linux
 	# benchmark
 	gnuplot-nox linux-perf
 )

@@ -160,6 +160,23 @@ class Sample:
         self.t = time.monotonic()
         self.stat = proc_stat()
         self.pids = {k: pid_cpu_ticks(v) for k, v in pids.items() if v}
+        ks = [pid_cpu_ticks(p) for p in KSOFTIRQD]
+        self.pids["ksoftirqd"] = sum(x for x in ks if x is not None)
+
+
+def ksoftirqd_pids():
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if open("/proc/%s/comm" % d).read().startswith("ksoftirqd/"):
+                    pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+KSOFTIRQD = ksoftirqd_pids()
 
 
 def cpu_delta(a, b):
@@ -370,12 +387,15 @@ class Bench:
                                                      (r.stderr or r.stdout).strip()[-500:]))
         return r
 
-    def run_rusage(self, ns, cmd, timeout, tag):
-        """Run cmd to completion; return (rc, stdout, stderr, cpu seconds)."""
+    def run_rusage(self, ns, cmd, timeout, tag, during=None):
+        """Run cmd to completion (calling during(proc) while it runs);
+        return (rc, stdout, stderr, its CPU seconds: utime+stime)."""
         p = self.spawn(ns, cmd, tag)
         timer = threading.Timer(timeout, lambda: os.kill(p.pid, signal.SIGKILL))
         timer.start()
         try:
+            if during:
+                during(p)
             _, status, ru = os.wait4(p.pid, 0)
         finally:
             timer.cancel()
@@ -436,8 +456,6 @@ class Bench:
             cmd = self.agent_cmd(backend, sink, iface, output)
             ready = "] capture: "
             p = self.spawn(NS_SRV, cmd, tag, bpffs=True)
-        self.results["commands"].setdefault("capture:%s:%s" % (backend, sink),
-                                            "ip netns exec %s %s" % (NS_SRV, " ".join(shlex.quote(c) for c in cmd)))
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -492,29 +510,17 @@ class Bench:
         tag = "gen-%s" % traffic
         if traffic == "frames":
             cmd = self.frames_cmd(rate, count, flows)
-            self.results["commands"].setdefault("frames", "ip netns exec %s %s" % (
-                NS_CLI, " ".join(self.frames_cmd(0, 1)).replace("--count 1", "--count COUNT")
-                + " [--rate RATE]"))
             timeout = 60 + count / 20000.0
         else:
             cmd = [self.loadgen, "client", "--connect", "%s:%d" % (IP_SRV, PORT),
                    "--connections", str(CONNS), "--size", str(SIZE), "--rate", str(int(rate)),
                    "--duration", str(seconds), "--json"]
-            self.results["commands"].setdefault("tcp", "ip netns exec %s %s" % (
-                NS_CLI, " ".join(cmd[:-5] + ["--rate", "RATE", "--duration", "SECONDS", "--json"])))
             timeout = 60 + seconds * 2
-        if during:
-            p = self.spawn(NS_CLI, cmd, tag)
-            during(p)
-            rc = self.reap(p, timeout)
-            out = open(p.out_path).read()
-            cpu = None
-        else:
-            rc, out, err, cpu = self.run_rusage(NS_CLI, cmd, timeout, tag)
+        rc, out, err, cpu = self.run_rusage(NS_CLI, cmd, timeout, tag, during)
         res = last_json_line(out)
         if rc or not res:
             raise BenchError("loadgen %s failed (rc %s): %s" % (traffic, rc, out[-300:]))
-        res["gen_cpu_s"] = round(cpu, 3) if cpu is not None else None
+        res["gen_cpu_s"] = round(cpu, 4)
         return res
 
     # -- one measured run ----------------------------------------------------------
@@ -547,9 +553,6 @@ class Bench:
             if backend and backend != "tcpdump" and sink == "amqp":
                 dump = self.spawn(NS_SRV, self.dump_cmd("--queue=" + QUEUE, "--quiet", "--latency",
                                                         "--idle_ms=1500"), "consumer")
-                self.results["commands"].setdefault("consumer", "ip netns exec %s %s" % (
-                    NS_SRV, " ".join(self.dump_cmd("--queue=" + QUEUE, "--quiet", "--latency",
-                                                   "--idle_ms=1500"))))
                 time.sleep(0.3)
             pids = {"agent": cap.pid} if cap else {}
             progs = prog_ids_of(cap.pid) if (cap and bpfstats) else set()
@@ -655,8 +658,11 @@ class Bench:
                 saturated = True
                 break
         if bad_target is None:
-            # the most the generator can push through this backend
-            r = self.step(backend, sink, "frames", 0, self.step_s, label="flat-out")
+            # the most the generator can push through this backend; sized
+            # from what it managed so far, so the step lasts about step_s
+            guess = 1.3 * max(x["achieved_rate"] for x in steps)
+            r = self.step(backend, sink, "frames", 0, self.step_s, label="flat-out",
+                          count=int(min(guess, self.flatout_guess) * self.step_s))
             steps.append(r)
             if r["loss"] > 0:
                 bad_target = max(r["achieved_rate"], good_target)
@@ -777,13 +783,7 @@ class Bench:
                     (" (agent published %d units, %.2f s CPU)" % (t.get("units", 0), rec["cpu"].get("agent_cpu_s", 0))) if t else ""))
                 runs.append(rec)
         self.results["db"] = {"runs": runs, "seconds": self.db_s, "threads": self.db_threads,
-                              "rounds": self.db_rounds,
-                              "command": "sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 "
-                                         "--mysql-port=%d --mysql-user=sbtest --mysql-password=sbtest "
-                                         "--mysql-db=sbtest --tables=2 --table-size=2000 --db-ps-mode=disable "
-                                         "--mysql-ssl=off --time=%d --threads=%d run   (tests/lib/servers.sh sysbench_run, "
-                                         "inside %s; agent on that namespace's lo)" % (
-                                             self.mysql_port, self.db_s, self.db_threads, NS_SRV)}
+                              "rounds": self.db_rounds}
 
     # -- profile: where the time goes ------------------------------------------------
 
@@ -941,6 +941,39 @@ class Bench:
                              capture_output=True, text=True).stdout.splitlines()[:5]
         return {"busy_pct_of_all_cpus": round(busy, 1), "top": [t.strip() for t in top]}
 
+    def commands(self):
+        """Every command line the bench runs, with the parts that vary named."""
+        q = lambda cmd: " ".join(shlex.quote(c) for c in cmd)
+        srv, cli = "ip netns exec %s " % NS_SRV, "ip netns exec %s " % NS_CLI
+        agent = self.agent_cmd("pcap", "amqp")
+        common = [c for c in agent if c not in BACKEND_ARGS["pcap"] and c != "--sink=amqp"]
+        return [
+            ["agent (BACKEND, SINK below)", srv + q(common) + " BACKEND SINK"],
+            ["BACKEND", "; ".join("%s: %s" % (b, " ".join(BACKEND_ARGS[b])) for b in AGENT_BACKENDS)],
+            ["SINK", "amqp: --sink=amqp; file: --sink=file --output=/dev/shm/mrtb-bench-PID.bin; null: --sink=null"],
+            ["libpcap reference", srv + q(["tcpdump"] + TCPDUMP_ARGS)],
+            ["frames", cli + q(self.frames_cmd(0, 1)).replace("--count 1", "--count COUNT") + " [--rate RATE]"],
+            ["tcp sessions: sink", srv + q([self.loadgen, "sink", "--listen", "%s:%d" % (IP_SRV, PORT), "--quiet"])],
+            ["tcp sessions: client", cli + q([self.loadgen, "client", "--connect", "%s:%d" % (IP_SRV, PORT),
+                                               "--connections", str(CONNS), "--size", str(SIZE)])
+             + " --rate RATE --duration SECONDS --json"],
+            ["queue, before every step", srv + q(self.dump_cmd("--delete", "--queue=" + QUEUE)) + "; " +
+             q(self.dump_cmd("--declare", "--exchange=" + EXCHANGE, "--queue=" + QUEUE))],
+            ["consumer (RabbitMQ)", srv + q(self.dump_cmd("--queue=" + QUEUE, "--quiet", "--latency", "--idle_ms=1500"))],
+            ["consumer (file sink)", q([self.dump, "--file=/dev/shm/mrtb-bench-PID.bin", "--quiet"])],
+            ["database impact: agent", srv + q([c if c != "--interface=" + VETH_SRV else "--interface=lo"
+                                                for c in common]) + " BACKEND SINK"],
+            ["database impact: load", "sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 "
+             "--mysql-port=%d --mysql-user=sbtest --mysql-password=sbtest --mysql-db=sbtest --tables=2 "
+             "--table-size=2000 --db-ps-mode=disable --mysql-ssl=off --report-interval=0 --time=%d "
+             "--threads=%d run   (tests/lib/servers.sh sysbench_run, in %s)" % (
+                 self.mysql_port, self.db_s, self.db_threads, NS_SRV)],
+            ["profile", "perf record -a -g -o $BUILD/bench/perf-BACKEND.data -- sleep 2.5; perf report "
+             "--stdio --no-children --sort pid | --sort comm,dso,sym --tid=OURS"],
+            ["BPF run time", "sysctl kernel.bpf_stats_enabled=1; bpftool -j prog show id ID  (run_time_ns, "
+             "run_cnt before/after; ids from /proc/AGENT/fdinfo)"],
+        ]
+
     def do(self):
         t0 = time.monotonic()
         cfg = self.results["config"]
@@ -950,6 +983,7 @@ class Bench:
                     "phases": self.phases, "amqp_port": self.amqp_port, "mysql_port": self.mysql_port,
                     "exchange": EXCHANGE, "queue": QUEUE})
         self.results["machine"] = self.machine()
+        self.results["commands"] = self.commands()
         self.results["background_start"] = self.background()
         log("background load before the bench: %.0f%% of all CPUs busy (%s)" % (
             self.results["background_start"]["busy_pct_of_all_cpus"],
@@ -987,6 +1021,8 @@ def cmd_run(a):
         raise KeyboardInterrupt("signal %d" % signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    # bash starts us in the background with SIGINT ignored; ^C must stop us
+    signal.signal(signal.SIGINT, on_signal)
     try:
         b.do()
     except KeyboardInterrupt as e:
@@ -1019,6 +1055,7 @@ def main():
     a = ap.parse_args()
     if a.cmd == "run":
         return cmd_run(a)
+    sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import report
     return report.main(a)
