@@ -20,6 +20,9 @@ typedef int (*feed_record_fn)(void *ctx, const struct mrte_rec *rec, const uint8
 struct feed {
 	int (*fd)(struct feed *f);      /* becomes readable when records wait */
 	int (*consume)(struct feed *f); /* hand every waiting record to the callback */
+	/* The consumer is about to block on fd: from now on a new record must
+	 * make fd readable.  (While it is busy, producers need not signal.) */
+	void (*idle)(struct feed *f);
 	void (*destroy)(struct feed *f);
 };
 

@@ -309,6 +309,11 @@ static int bpf_feed_consume(struct feed *f)
 	return ring_buffer__consume(((struct bpf_feed *)f)->rb);
 }
 
+static void bpf_feed_idle(struct feed *f)
+{
+	(void)f; /* the kernel wakes a caught-up consumer by itself */
+}
+
 static void bpf_feed_destroy(struct feed *f)
 {
 	struct bpf_feed *bf = (struct bpf_feed *)f;
@@ -330,6 +335,7 @@ struct feed *bpf_capture_feed(struct bpf_capture *b, unsigned idx, feed_record_f
 		goto fail;
 	f->base.fd = bpf_feed_fd;
 	f->base.consume = bpf_feed_consume;
+	f->base.idle = bpf_feed_idle;
 	f->base.destroy = bpf_feed_destroy;
 	return &f->base;
 fail:

@@ -7,8 +7,9 @@
  * (consumer) only grow; acquire/release ordering hands the bytes over.
  *
  * Wake-ups cost a syscall only when the consumer is idle: it raises
- * `waiting` after draining (and rings its own bell if something slipped in
- * meanwhile); the producer rings only if it finds `waiting` raised.
+ * `waiting` just before it blocks (and rings its own bell if something
+ * slipped in meanwhile); the producer rings only if it finds `waiting`
+ * raised.  A busy consumer polls and is never rung.
  */
 #include "queue.h"
 
@@ -162,10 +163,18 @@ static int queue_feed_consume(struct feed *f)
 			return rc;
 		}
 	}
+	return n;
+}
+
+/* About to block: ask the producer to ring, and ring ourselves if a record
+ * slipped in after the last look. */
+static void queue_feed_idle(struct feed *f)
+{
+	struct rec_queue *q = ((struct queue_feed *)f)->q;
+
 	__atomic_store_n(&q->waiting, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != q->head)
-		ring_bell(q); /* raced with a push: come back at once */
-	return n;
+		ring_bell(q);
 }
 
 static void queue_feed_destroy(struct feed *f)
@@ -184,6 +193,7 @@ struct feed *rec_queue_feed(struct rec_queue *q, feed_record_fn fn, void *ctx)
 	f->ctx = ctx;
 	f->base.fd = queue_feed_fd;
 	f->base.consume = queue_feed_consume;
+	f->base.idle = queue_feed_idle;
 	f->base.destroy = queue_feed_destroy;
 	return &f->base;
 }
