@@ -67,7 +67,12 @@ enum pl_verdict session_parse_row(const char *host, const char *db, const char *
 	}
 	if (!host || !*host || strlen(host) >= sizeof(buf))
 		return PL_NO_PORT;
-	/* "ip:port"; IPv6 hosts have colons of their own, so split at the last. */
+	/* "ip:port"; IPv6 hosts have colons of their own, so split at the last.
+	 * An IPv6 address alone ("::1") would split too: catch it first. */
+	struct in6_addr whole;
+
+	if (inet_pton(AF_INET6, host, &whole) == 1 && !IN6_IS_ADDR_V4MAPPED(&whole))
+		return PL_IPV6;
 	snprintf(buf, sizeof(buf), "%s", host);
 	char *colon = strrchr(buf, ':');
 
