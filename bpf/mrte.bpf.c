@@ -33,6 +33,27 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile struct mrte_filter cfg_filter = {};
 const volatile __u32 cfg_nrings = 1;
 
+/* ---- wake-ups ---------------------------------------------------------------
+ * Records go into the rings without a wake-up (BPF_RB_NO_WAKEUP): a wake-up
+ * is an interrupt charged to the CPU that captured the packet, and a
+ * publisher that is busy polls its ring anyway.  A publisher about to block
+ * raises its flag here (the agent writes this .bss through the skeleton's
+ * mapping), then looks at its ring once more; the first record after that
+ * sees the flag, drops it and sends one forced wake-up.  The record is
+ * committed before the flag is read, and the flag set before the publisher
+ * looks again -- both full barriers -- so no record can be missed. */
+volatile __u32 ring_waiting[MRTE_MAX_RINGS];
+
+static __always_inline void mrte_wake_if_waiting(void *ring, __u32 idx)
+{
+	__u64 nudge = 0; /* shorter than a record: the agent skips it */
+
+	if (idx < MRTE_MAX_RINGS && ring_waiting[idx]) {
+		ring_waiting[idx] = 0;
+		bpf_ringbuf_output(ring, &nudge, sizeof(nudge), BPF_RB_FORCE_WAKEUP);
+	}
+}
+
 /* ---- maps ---------------------------------------------------------------- */
 
 struct ring_inner {
@@ -81,15 +102,30 @@ struct {
 
 /* Write a segment's payload (or, with none, the flow event) to its ring.
  * Returns the counter the segment ends up in. */
+static __always_inline __u64 *mrte_emit_records(void *ctx, int kind, void *ring,
+						const struct mrte_pkt *p, struct mrte_kstats *st);
+
 static __always_inline __u64 *mrte_emit(void *ctx, int kind, const struct mrte_pkt *p,
 					struct mrte_kstats *st)
 {
-	__u32 zero = 0;
 	__u32 idx = mrte_flow_hash(p->saddr, p->sport) % cfg_nrings;
 	void *ring = bpf_map_lookup_elem(&rings, &idx);
+	__u64 *outcome;
+
+	if (!ring)
+		return &st->drop_no_ring;
+	outcome = mrte_emit_records(ctx, kind, ring, p, st);
+	mrte_wake_if_waiting(ring, idx);
+	return outcome;
+}
+
+static __always_inline __u64 *mrte_emit_records(void *ctx, int kind, void *ring,
+						const struct mrte_pkt *p, struct mrte_kstats *st)
+{
+	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 
-	if (!ring || !s)
+	if (!s)
 		return &st->drop_no_ring;
 
 	s->rec.ts_ns = bpf_ktime_get_ns();
@@ -104,7 +140,7 @@ static __always_inline __u64 *mrte_emit(void *ctx, int kind, const struct mrte_p
 		s->rec.len = 0;
 		s->rec.chunk = 0;
 		s->rec.flags = p->flags;
-		if (bpf_ringbuf_output(ring, &s->rec, sizeof(s->rec), 0))
+		if (bpf_ringbuf_output(ring, &s->rec, sizeof(s->rec), BPF_RB_NO_WAKEUP))
 			return &st->drop_ring_full;
 		st->records++;
 		return &st->flow_events;
@@ -138,7 +174,7 @@ static __always_inline __u64 *mrte_emit(void *ctx, int kind, const struct mrte_p
 		s->rec.flags = p->flags & ~((i ? MRTE_TCP_SYN : 0) | (last ? 0 : MRTE_TCP_FIN));
 		if (MRTE_LOAD(ctx, kind, p->payload_off + done, s->data, n))
 			return &st->drop_malformed;
-		if (bpf_ringbuf_output(ring, s, sizeof(s->rec) + n, 0))
+		if (bpf_ringbuf_output(ring, s, sizeof(s->rec) + n, BPF_RB_NO_WAKEUP))
 			return &st->drop_ring_full;
 		st->records++;
 		st->bytes += n;

@@ -21,8 +21,11 @@ struct feed {
 	int (*fd)(struct feed *f);      /* becomes readable when records wait */
 	int (*consume)(struct feed *f); /* hand every waiting record to the callback */
 	/* The consumer is about to block on fd: from now on a new record must
-	 * make fd readable.  (While it is busy, producers need not signal.) */
+	 * make fd readable.  It consumes once more after this, then blocks;
+	 * awake() when it runs again.  (A busy consumer polls: producers do
+	 * not signal it, which saves an interrupt or a syscall per record.) */
 	void (*idle)(struct feed *f);
+	void (*awake)(struct feed *f);
 	void (*destroy)(struct feed *f);
 };
 

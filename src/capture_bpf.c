@@ -285,6 +285,7 @@ void bpf_capture_detach(struct bpf_capture *b)
 struct bpf_feed {
 	struct feed base;
 	struct ring_buffer *rb;
+	volatile __u32 *waiting; /* this ring's flag in the program's .bss */
 	feed_record_fn fn;
 	void *ctx;
 };
@@ -311,7 +312,13 @@ static int bpf_feed_consume(struct feed *f)
 
 static void bpf_feed_idle(struct feed *f)
 {
-	(void)f; /* the kernel wakes a caught-up consumer by itself */
+	/* A full barrier: the publisher's next look at the ring comes after. */
+	__atomic_store_n(((struct bpf_feed *)f)->waiting, 1, __ATOMIC_SEQ_CST);
+}
+
+static void bpf_feed_awake(struct feed *f)
+{
+	__atomic_store_n(((struct bpf_feed *)f)->waiting, 0, __ATOMIC_RELAXED);
 }
 
 static void bpf_feed_destroy(struct feed *f)
@@ -336,6 +343,8 @@ struct feed *bpf_capture_feed(struct bpf_capture *b, unsigned idx, feed_record_f
 	f->base.fd = bpf_feed_fd;
 	f->base.consume = bpf_feed_consume;
 	f->base.idle = bpf_feed_idle;
+	f->base.awake = bpf_feed_awake;
+	f->waiting = &b->skel->bss->ring_waiting[idx];
 	f->base.destroy = bpf_feed_destroy;
 	return &f->base;
 fail:

@@ -38,7 +38,8 @@
 #define BACKOFF_MIN_NS (100ull * 1000000ull)
 #define BACKOFF_MAX_NS (5000ull * 1000000ull)
 #define HOUSEKEEPING_NS (1000ull * 1000000ull)
-#define FEED_LINGER_NS 250000 /* 0.25 ms: see publisher_main */
+#define FEED_LINGER_NS 250000 /* 0.25 ms between looks while records flow */
+#define FEED_LINGER_TURNS 8    /* ... and for 2 ms after the last one */
 #define MAX_DB_NAME 256
 
 /* ---- control messages ------------------------------------------------------ */
@@ -482,22 +483,28 @@ static void *publisher_main(void *arg)
 		watch_sink_fd(p);
 	else
 		p->reconnect_at = p->now + (p->backoff_ns = BACKOFF_MIN_NS);
-	/* While records keep coming, linger between turns instead of blocking:
-	 * a consumer that is always caught up gets a wake-up (an interrupt,
-	 * charged to the CPU that captured the packet) for every record; one
-	 * that looks every FEED_LINGER_NS gets none.  Only an empty turn goes
-	 * back to blocking, and then the next record wakes it. */
-	bool busy = false;
+	/* While records keep coming, look every FEED_LINGER_NS instead of
+	 * blocking: a wake-up is an interrupt charged to the CPU that captured
+	 * the packet, and the capture sends none to a publisher that has not
+	 * asked for one (feed->idle).  After FEED_LINGER_TURNS empty looks the
+	 * publisher blocks, and the next record wakes it once. */
+	unsigned empty_turns = 0;
 	const struct timespec linger = {.tv_nsec = FEED_LINGER_NS};
 
 	while (!__atomic_load_n(&p->stop_flag, __ATOMIC_ACQUIRE)) {
-		if (busy) {
+		if (empty_turns < FEED_LINGER_TURNS) {
 			nanosleep(&linger, NULL);
-			busy = loop_once(p, 0) > 0;
+			empty_turns = loop_once(p, 0) ? 0 : empty_turns + 1;
 			continue;
 		}
+		/* Going to block: ask for a wake-up, look once more (a record
+		 * may have come just before the ask), then wait. */
 		p->feed->idle(p->feed);
-		busy = loop_once(p, loop_timeout_ms(p)) > 0;
+		if (!loop_once(p, 0) && !loop_once(p, loop_timeout_ms(p)))
+			empty_turns = FEED_LINGER_TURNS; /* woken for a timer or an event */
+		else
+			empty_turns = 0;
+		p->feed->awake(p->feed);
 	}
 	publisher_finish(p, p->stop_deadline);
 	return NULL;

@@ -7,9 +7,9 @@
  * (consumer) only grow; acquire/release ordering hands the bytes over.
  *
  * Wake-ups cost a syscall only when the consumer is idle: it raises
- * `waiting` just before it blocks (and rings its own bell if something
- * slipped in meanwhile); the producer rings only if it finds `waiting`
- * raised.  A busy consumer polls and is never rung.
+ * `waiting` just before it blocks and then looks at the queue once more;
+ * the producer rings only if it finds `waiting` raised (and lowers it, so
+ * one bell per sleep).  A busy consumer polls and is never rung.
  */
 #include "queue.h"
 
@@ -135,7 +135,6 @@ static int queue_feed_consume(struct feed *f)
 	if (read(q->efd, &v, sizeof(v)) < 0) {
 		/* not rung: we came for the timer */
 	}
-	__atomic_store_n(&q->waiting, 0, __ATOMIC_SEQ_CST);
 	for (;;) {
 		size_t head = q->head;
 		size_t tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
@@ -166,15 +165,16 @@ static int queue_feed_consume(struct feed *f)
 	return n;
 }
 
-/* About to block: ask the producer to ring, and ring ourselves if a record
- * slipped in after the last look. */
+/* About to block: ask the producer to ring.  The consumer looks at the
+ * queue once more after this, so a record pushed just before is not missed. */
 static void queue_feed_idle(struct feed *f)
 {
-	struct rec_queue *q = ((struct queue_feed *)f)->q;
+	__atomic_store_n(&((struct queue_feed *)f)->q->waiting, 1, __ATOMIC_SEQ_CST);
+}
 
-	__atomic_store_n(&q->waiting, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&q->tail, __ATOMIC_SEQ_CST) != q->head)
-		ring_bell(q);
+static void queue_feed_awake(struct feed *f)
+{
+	__atomic_store_n(&((struct queue_feed *)f)->q->waiting, 0, __ATOMIC_RELAXED);
 }
 
 static void queue_feed_destroy(struct feed *f)
@@ -194,6 +194,7 @@ struct feed *rec_queue_feed(struct rec_queue *q, feed_record_fn fn, void *ctx)
 	f->base.fd = queue_feed_fd;
 	f->base.consume = queue_feed_consume;
 	f->base.idle = queue_feed_idle;
+	f->base.awake = queue_feed_awake;
 	f->base.destroy = queue_feed_destroy;
 	return &f->base;
 }

@@ -133,13 +133,18 @@ OUR_PROGS=
 # program stays loaded; once its link or filter is gone and the agent's fds
 # are closed, the kernel unloads it).  Only our own ids count, so another
 # agent on the machine (a benchmark in its namespace) cannot fail this.
-nothing_attached() {
+# The kernel releases a detached program asynchronously (a TC filter's
+# after an RCU grace period), so allow it a moment.
+none_of_ours_loaded() {
 	local now id
 	now=" $(mrte_prog_ids) "
 	for id in $OUR_PROGS; do
 		case "$now" in *" $id "*) return 1 ;; esac
 	done
 	return 0
+}
+nothing_attached() {
+	wait_for 3 "programs released" none_of_ours_loaded
 }
 # ...and while an agent runs: one of its programs is attached (held by a
 # link -- XDP or tcx; bpftool 7.1 does not say to which device -- or by a
