@@ -38,7 +38,10 @@ const char *bpf_probe_refusal(const char *what);
 /* ---- libpcap (pcap_source.c) ---- */
 struct pcap_capture;
 
-struct pcap_capture *pcap_capture_open(const struct mrte_config *cfg, char *err, size_t errlen);
+/* buffer_mb: the kernel capture buffer (--pcap_buffer_mb, or less after an
+ * automatic fallback, to stay within --max_mem_mb). */
+struct pcap_capture *pcap_capture_open(const struct mrte_config *cfg, uint32_t buffer_mb,
+				       char *err, size_t errlen);
 struct feed *pcap_capture_feed(struct pcap_capture *p, unsigned idx, feed_record_fn fn, void *ctx);
 int pcap_capture_start(struct pcap_capture *p);
 bool pcap_capture_done(const struct pcap_capture *p);

@@ -30,6 +30,7 @@ struct mrte_config {
 	/* publishing */
 	uint32_t thread_count;
 	uint32_t queue_size;
+	uint32_t queue_size_given; /* given on the command line: not resized to fit */
 	uint32_t batch_packets;
 	uint32_t batch_bytes;
 	uint32_t sink; /* enum sink_kind */
@@ -80,6 +81,9 @@ void config_print_help(FILE *out, const char *prog);
 uint64_t config_memory_bound(const struct mrte_config *cfg);
 /* The largest message body a publisher builds. */
 uint64_t config_message_max(const struct mrte_config *cfg);
+/* The pcap buffer (MiB) that fits the budget once the rest is sized for the
+ * BPF path: what an automatic fallback to pcap may use. */
+uint32_t config_pcap_buffer_fit(const struct mrte_config *cfg);
 
 /* Parts of the bound: the process itself, and one tracked flow (its pool
  * entry and its share of the index). */

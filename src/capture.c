@@ -134,8 +134,16 @@ static bool try_tc(struct capture *c)
 static bool try_pcap(struct capture *c)
 {
 	char err[256];
+	uint32_t buffer_mb = c->cfg->pcap_buffer_mb;
 
-	c->pcap = pcap_capture_open(c->cfg, err, sizeof(err));
+	if (c->cfg->capture == CAPTURE_AUTO) {
+		/* The memory was sized for the BPF path: fit the buffer in. */
+		buffer_mb = config_pcap_buffer_fit(c->cfg);
+		if (buffer_mb < c->cfg->pcap_buffer_mb)
+			log_info("pcap buffer %u MiB (not %u) to stay within --max_mem_mb", buffer_mb,
+				 c->cfg->pcap_buffer_mb);
+	}
+	c->pcap = pcap_capture_open(c->cfg, buffer_mb, err, sizeof(err));
 	if (!c->pcap) {
 		note_refusal(c, "pcap", err);
 		return false;

@@ -65,7 +65,7 @@ static const struct opt_def opts[] = {
 	 "pcap only: bytes kept per frame (clamped to 4096..16384); a cut payload is "
 	 "counted (truncated), never published. BPF capture never cuts",
 	 NULL},
-	{"pcap_buffer_mb", T_UINT, OFF(pcap_buffer_mb), "16", 1, 2048, false, NULL, "MB",
+	{"pcap_buffer_mb", T_UINT, OFF(pcap_buffer_mb), "8", 1, 2048, false, NULL, "MB",
 	 "pcap only: kernel capture buffer", NULL},
 	{"read_file", T_STR, OFF(read_file), NULL, 0, 0, false, NULL, "FILE.pcap",
 	 "read a capture file instead of an interface; exit when it is done (needs --local_ip)",
@@ -410,12 +410,15 @@ void config_print_help(FILE *out, const char *prog)
 		print_wrapped(out, text, 33, 100);
 	}
 	fprintf(out,
-		"\nMemory: the agent holds at most about\n"
-		"  8 MiB + thread_count x (ring_mb + (queue_size + 6) x max(batch_bytes, 16.3 KiB))\n"
-		"  + reorder_mb + max_flows x 136 bytes\n"
-		"  (defaults: 4 threads, 4 MiB rings: 44 MiB; 10 threads, 1 MiB rings: 63 MiB).\n"
-		"  --ring_mb=0 picks the largest ring (up to 4 MiB) that fits --max_mem_mb;\n"
-		"  start-up fails, naming the flags to lower, if the settings cannot fit.\n"
+		"\nMemory, as resident memory shows it (BPF rings and the pcap buffer count twice: the\n"
+		"  kernel maps them twice), is at most about\n"
+		"    8 MiB + reorder_mb + max_flows x 136 B\n"
+		"    + thread_count x (2 x ring_mb + (queue_size + 6) x max(batch_bytes, 16.3 KiB))\n"
+		"  (pcap: ring_mb in place of 2 x ring_mb, plus 2 x pcap_buffer_mb).  What is not given\n"
+		"  is sized to fit --max_mem_mb: the largest ring up to 4 MiB that leaves the queues\n"
+		"  their full length, else the longest queues that fit (8 at least); an automatic\n"
+		"  fallback to pcap shrinks its buffer to what is left.  Start-up fails, naming the\n"
+		"  flags to lower, if the settings given cannot fit.\n"
 		"\nPasswords: MRTE_RABBITMQ_PASSWORD and MRTE_MYSQL_PASSWORD are read from the\n"
 		"environment when neither the flag nor the _file flag is given.\n"
 		"\nSignals: SIGINT/SIGTERM flush and exit 0; SIGUSR1 re-sends default databases.\n"
@@ -442,19 +445,97 @@ static uint64_t ring_bytes_of(uint32_t ring_mb)
 	return mb << 20;
 }
 
-/* Worst case: every ring and queue full, every flow tracked, the reorder
- * budget spent, plus what the process needs to exist at all. */
-static uint64_t memory_bound_with(const struct mrte_config *cfg, uint64_t ring)
+/* Worst case, as resident memory shows it: every ring and queue full,
+ * every flow tracked, the reorder budget spent, plus what the process needs
+ * to exist at all.  The kernel maps a BPF ring's pages twice (so a record
+ * never wraps) and RSS counts both; libpcap's capture buffer also shows
+ * twice its size.  The pcap path has queues of the ring size instead of
+ * rings, plus the capture buffer (`pcap_mb`: 0 for the BPF path). */
+static uint64_t fixed_bytes(const struct mrte_config *cfg, uint32_t pcap_mb)
 {
-	uint64_t per_thread = ring + ((uint64_t)cfg->queue_size + 6) * config_message_max(cfg);
+	return MEM_BASE_BYTES + ((uint64_t)cfg->reorder_mb << 20) +
+	       (uint64_t)cfg->max_flows * MEM_PER_FLOW_BYTES + 2 * ((uint64_t)pcap_mb << 20);
+}
 
-	return MEM_BASE_BYTES + cfg->thread_count * per_thread + ((uint64_t)cfg->reorder_mb << 20) +
-	       (uint64_t)cfg->max_flows * MEM_PER_FLOW_BYTES;
+static uint64_t thread_bytes(const struct mrte_config *cfg, uint64_t ring, uint32_t queue,
+			     bool pcap)
+{
+	return (pcap ? ring : 2 * ring) + ((uint64_t)queue + 6) * config_message_max(cfg);
+}
+
+static bool pcap_layout(const struct mrte_config *cfg)
+{
+	return cfg->capture == CAPTURE_PCAP;
 }
 
 uint64_t config_memory_bound(const struct mrte_config *cfg)
 {
-	return memory_bound_with(cfg, ring_bytes_of(cfg->ring_mb ? cfg->ring_mb : 1));
+	bool pcap = pcap_layout(cfg);
+
+	return fixed_bytes(cfg, pcap ? cfg->pcap_buffer_mb : 0) +
+	       cfg->thread_count *
+		       thread_bytes(cfg, ring_bytes_of(cfg->ring_mb ? cfg->ring_mb : 1), cfg->queue_size,
+				    pcap);
+}
+
+uint32_t config_pcap_buffer_fit(const struct mrte_config *cfg)
+{
+	uint64_t budget = (uint64_t)cfg->max_mem_mb << 20;
+	uint64_t used = fixed_bytes(cfg, 0) +
+			cfg->thread_count * thread_bytes(cfg, ring_bytes_of(cfg->ring_mb),
+							 cfg->queue_size, true);
+	uint64_t room_mb = budget > used ? ((budget - used) / 2) >> 20 : 0;
+
+	if (room_mb < 1)
+		room_mb = 1;
+	return room_mb < cfg->pcap_buffer_mb ? (uint32_t)room_mb : cfg->pcap_buffer_mb;
+}
+
+/* Size what was not given to fit --max_mem_mb: the largest ring (4, 2 or
+ * 1 MiB) that leaves the publisher queues their full length, else the ring
+ * that leaves the longest queue (at least 8 messages). */
+static int fit_memory(struct mrte_config *cfg, char *err, size_t errlen)
+{
+	uint64_t budget = (uint64_t)cfg->max_mem_mb << 20, msg = config_message_max(cfg);
+	bool pcap = pcap_layout(cfg);
+	uint64_t fixed = fixed_bytes(cfg, pcap ? cfg->pcap_buffer_mb : 0);
+	uint32_t want = cfg->queue_size, chosen_ring = 0, chosen_queue = 0;
+
+	for (uint32_t mb = 4; mb >= 1; mb /= 2) {
+		uint32_t ring_mb = cfg->ring_mb ? cfg->ring_mb : mb;
+		uint64_t ring = ring_bytes_of(ring_mb);
+		uint64_t per_thread_room = budget > fixed ? (budget - fixed) / cfg->thread_count : 0;
+		uint64_t ring_cost = pcap ? ring : 2 * ring;
+		uint64_t qfit = per_thread_room > ring_cost ? (per_thread_room - ring_cost) / msg : 0;
+
+		qfit = qfit > 6 ? qfit - 6 : 0;
+		uint32_t q = cfg->queue_size_given ? want : (uint32_t)(qfit < want ? qfit : want);
+
+		if (q <= qfit && q >= (cfg->queue_size_given ? 1 : 8) &&
+		    (!chosen_ring || q > chosen_queue)) {
+			chosen_ring = ring_mb;
+			chosen_queue = q;
+		}
+		/* The queue at its full length: the largest such ring wins. */
+		if (chosen_ring && chosen_queue >= want)
+			break;
+		if (cfg->ring_mb)
+			break; /* only the given size to try */
+	}
+	if (!chosen_ring) {
+		cfg->ring_mb = cfg->ring_mb ? cfg->ring_mb : 1;
+		uint64_t need = config_memory_bound(cfg);
+
+		return errf(err, errlen,
+			    "--max_mem_mb: these settings may need %llu MiB, more than %u MiB; lower "
+			    "--ring_mb/--queue_size/--batch_bytes/--max_flows/--reorder_mb%s or raise "
+			    "--max_mem_mb",
+			    (unsigned long long)((need + (1 << 20) - 1) >> 20), cfg->max_mem_mb,
+			    pcap ? "/--pcap_buffer_mb" : "");
+	}
+	cfg->ring_mb = chosen_ring;
+	cfg->queue_size = chosen_queue;
+	return 0;
 }
 
 static int config_validate(struct mrte_config *cfg, char *err, size_t errlen)
@@ -477,26 +558,7 @@ static int config_validate(struct mrte_config *cfg, char *err, size_t errlen)
 		return errf(err, errlen, "--output: only with --sink=file");
 	if (!*cfg->rabbitmq_exchange_name && cfg->sink == SINK_AMQP)
 		log_warn("--rabbitmq_exchange_name is empty: publishing to the default exchange");
-
-	uint64_t budget = (uint64_t)cfg->max_mem_mb << 20;
-
-	if (!cfg->ring_mb) {
-		/* Auto: the largest ring up to 4 MiB that keeps within budget. */
-		for (uint32_t mb = 4; mb >= 1 && !cfg->ring_mb; mb /= 2)
-			if (memory_bound_with(cfg, (uint64_t)mb << 20) <= budget)
-				cfg->ring_mb = mb;
-		if (!cfg->ring_mb)
-			cfg->ring_mb = 1; /* reported just below */
-	}
-	uint64_t need = config_memory_bound(cfg);
-
-	if (need > budget)
-		return errf(err, errlen,
-			    "--max_mem_mb: these settings may need %llu MiB, more than %u MiB; lower "
-			    "--ring_mb/--queue_size/--batch_bytes/--max_flows/--reorder_mb or raise "
-			    "--max_mem_mb",
-			    (unsigned long long)((need + (1 << 20) - 1) >> 20), cfg->max_mem_mb);
-	return 0;
+	return fit_memory(cfg, err, errlen);
 }
 
 enum config_result config_parse(struct mrte_config *cfg, int argc, char **argv, FILE *out,
@@ -547,6 +609,8 @@ enum config_result config_parse(struct mrte_config *cfg, int argc, char **argv, 
 			want_version = true;
 		else if (set_value(cfg, o, optarg, false, err, errlen))
 			return CONFIG_ERROR;
+		if (o->off == OFF(queue_size) && o->type == T_UINT)
+			cfg->queue_size_given = 1;
 	}
 	if (optind < argc) {
 		errf(err, errlen, "unexpected argument '%s' (flags look like --name=value)",

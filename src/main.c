@@ -62,10 +62,10 @@ static void describe_start(const struct mrte_config *cfg, uint32_t local_ip)
 		n += (size_t)snprintf(ports + n, sizeof(ports) - n, "%s%u", i ? "," : "", cfg->ports[i]);
 	inet_ntop(AF_INET, &local_ip, ip, sizeof(ip));
 	log_info("mrte-collector %s: %s %s, port %s, LOCAL_IP %s, %u publishers with %u MiB "
-		 "rings, sink %s%s, memory bound %llu of %u MiB",
+		 "rings and %u-message queues, sink %s%s, memory bound %llu of %u MiB",
 		 MRTE_VERSION, cfg->read_file ? "file" : "interface",
 		 cfg->read_file ? cfg->read_file : cfg->interface, ports, ip, cfg->thread_count,
-		 cfg->ring_mb, cfg->sink == SINK_AMQP ? "amqp " : cfg->sink == SINK_FILE ? "file " : "null",
+		 cfg->ring_mb, cfg->queue_size, cfg->sink == SINK_AMQP ? "amqp " : cfg->sink == SINK_FILE ? "file " : "null",
 		 cfg->sink == SINK_AMQP ? cfg->rabbitmq_host : cfg->sink == SINK_FILE ? cfg->output : "",
 		 (unsigned long long)((config_memory_bound(cfg) + (1 << 20) - 1) >> 20), cfg->max_mem_mb);
 }

@@ -414,7 +414,8 @@ static bool is_loopback(const char *ifname)
 	return (flags & PCAP_IF_LOOPBACK) || !strcmp(ifname, "lo");
 }
 
-static pcap_t *open_live(const struct mrte_config *cfg, char *err, size_t errlen)
+static pcap_t *open_live(const struct mrte_config *cfg, uint32_t buffer_mb, char *err,
+			 size_t errlen)
 {
 	char errbuf[PCAP_ERRBUF_SIZE] = "";
 	pcap_t *pc = pcap_create(cfg->interface, errbuf);
@@ -427,7 +428,7 @@ static pcap_t *open_live(const struct mrte_config *cfg, char *err, size_t errlen
 	pcap_set_promisc(pc, 0);
 	pcap_set_immediate_mode(pc, 1);
 	pcap_set_timeout(pc, (int)cfg->read_timeout_ms);
-	pcap_set_buffer_size(pc, (int)(cfg->pcap_buffer_mb << 20));
+	pcap_set_buffer_size(pc, (int)(buffer_mb << 20));
 	int rc = pcap_activate(pc);
 
 	if (rc < 0) {
@@ -449,7 +450,8 @@ static pcap_t *open_live(const struct mrte_config *cfg, char *err, size_t errlen
 	return pc;
 }
 
-struct pcap_capture *pcap_capture_open(const struct mrte_config *cfg, char *err, size_t errlen)
+struct pcap_capture *pcap_capture_open(const struct mrte_config *cfg, uint32_t buffer_mb,
+				       char *err, size_t errlen)
 {
 	struct pcap_capture *p = calloc(1, sizeof(*p));
 	char errbuf[PCAP_ERRBUF_SIZE] = "";
@@ -471,7 +473,7 @@ struct pcap_capture *pcap_capture_open(const struct mrte_config *cfg, char *err,
 		if (!p->pc)
 			snprintf(err, errlen, "cannot read %s: %s", cfg->read_file, errbuf);
 	} else {
-		p->pc = open_live(cfg, err, errlen);
+		p->pc = open_live(cfg, buffer_mb, err, errlen);
 	}
 	if (!p->pc)
 		goto fail;

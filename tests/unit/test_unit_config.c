@@ -538,13 +538,41 @@ static void test_auto_ring_size(void **state)
 		last = c.ring_mb;
 		config_free(&c);
 	}
+	/* The defaults keep the original's queue_size (100) and get 2 MiB rings;
+	 * two threads have room for 4 MiB. */
 	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", NULL), CONFIG_OK);
+	assert_int_equal(c.ring_mb, 2);
+	assert_int_equal(c.queue_size, 100);
+	config_free(&c);
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--thread_count=2", NULL),
+			 CONFIG_OK);
 	assert_int_equal(c.ring_mb, 4);
 	config_free(&c);
+	/* Ten threads: 1 MiB rings and queues shortened to fit... */
 	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--thread_count=10", NULL),
 			 CONFIG_OK);
 	assert_int_equal(c.ring_mb, 1);
+	assert_true(c.queue_size >= 8 && c.queue_size < 100);
 	config_free(&c);
+	/* ...unless the queue length was given: then it is kept, or refused. */
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--thread_count=10",
+			       "--queue_size=100", NULL),
+			 CONFIG_ERROR);
+	assert_non_null(strstr(e, "--max_mem_mb"));
+	config_free(&c);
+	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--thread_count=10",
+			       "--queue_size=100", "--max_mem_mb=128", NULL),
+			 CONFIG_OK);
+	assert_int_equal(c.queue_size, 100);
+	config_free(&c);
+	/* pcap counts its buffer: still fits with every thread count. */
+	for (unsigned n = 2; n <= 10; n++) {
+		snprintf(t, sizeof(t), "--thread_count=%u", n);
+		if (parse(&c, e, sizeof(e), "--interface=lo", "--capture=pcap", t, NULL) != CONFIG_OK)
+			fail_msg("--capture=pcap %s refused: %s", t, e);
+		assert_true(config_memory_bound(&c) <= (uint64_t)c.max_mem_mb << 20);
+		config_free(&c);
+	}
 	/* An explicit size is kept as given (and checked). */
 	assert_int_equal(parse(&c, e, sizeof(e), "--interface=lo", "--ring_mb=2", NULL), CONFIG_OK);
 	assert_int_equal(c.ring_mb, 2);
