@@ -38,8 +38,11 @@
 #define BACKOFF_MIN_NS (100ull * 1000000ull)
 #define BACKOFF_MAX_NS (5000ull * 1000000ull)
 #define HOUSEKEEPING_NS (1000ull * 1000000ull)
-#define FEED_LINGER_NS 250000 /* 0.25 ms between looks while records flow */
-#define FEED_LINGER_TURNS 8    /* ... and for 2 ms after the last one */
+#define FEED_LINGER_MIN_NS 125000  /* looks at the ring while records flow: every 0.125 */
+#define FEED_LINGER_MAX_NS 1000000 /* ... to 1 ms, by how many records each look finds */
+#define FEED_LINGER_FEW 32
+#define FEED_LINGER_MANY 256
+#define FEED_LINGER_TURNS 4 /* empty looks before blocking */
 #define MAX_DB_NAME 256
 
 /* ---- control messages ------------------------------------------------------ */
@@ -483,18 +486,29 @@ static void *publisher_main(void *arg)
 		watch_sink_fd(p);
 	else
 		p->reconnect_at = p->now + (p->backoff_ns = BACKOFF_MIN_NS);
-	/* While records keep coming, look every FEED_LINGER_NS instead of
+	/* While records keep coming, look every 0.125..1 ms instead of
 	 * blocking: a wake-up is an interrupt charged to the CPU that captured
 	 * the packet, and the capture sends none to a publisher that has not
 	 * asked for one (feed->idle).  After FEED_LINGER_TURNS empty looks the
 	 * publisher blocks, and the next record wakes it once. */
 	unsigned empty_turns = 0;
-	const struct timespec linger = {.tv_nsec = FEED_LINGER_NS};
+	long linger_ns = FEED_LINGER_MIN_NS;
 
 	while (!__atomic_load_n(&p->stop_flag, __ATOMIC_ACQUIRE)) {
 		if (empty_turns < FEED_LINGER_TURNS) {
+			struct timespec linger = {.tv_nsec = linger_ns};
+			int n;
+
 			nanosleep(&linger, NULL);
-			empty_turns = loop_once(p, 0) ? 0 : empty_turns + 1;
+			n = loop_once(p, 0);
+			empty_turns = n ? 0 : empty_turns + 1;
+			/* Look less often when few records come per look (each
+			 * look is a wake-up of this thread), more often when many
+			 * do (the ring is filling). */
+			if (n < FEED_LINGER_FEW && linger_ns < FEED_LINGER_MAX_NS)
+				linger_ns *= 2;
+			else if (n > FEED_LINGER_MANY && linger_ns > FEED_LINGER_MIN_NS)
+				linger_ns /= 2;
 			continue;
 		}
 		/* Going to block: ask for a wake-up, look once more (a record

@@ -449,8 +449,9 @@ def targets_md(R_, lo, hi):
                 ("; to --sink=null (no broker work on this host): %+.1f%%" % -dn[0]["impact_pct"]) if dn else "")
             if not ok and x.get("agent_cpu_s") is not None:
                 note += (". Where it goes: the agent itself used %.0f%% of one CPU (%.2f s per %d s run, %s units), "
-                         "the rest is the ring-buffer wake-ups (an IPI and a context switch per captured packet, "
-                         "paid in MariaDB's and sysbench's context) and, for the RabbitMQ rows, the broker on the "
+                         "the rest is kernel work the capture adds on the packet path, paid in MariaDB's and "
+                         "sysbench's context (the program runs on every frame of both directions on lo, and "
+                         "generic XDP copies every cloned skb), and, for the RabbitMQ rows, the broker on the "
                          "same 2 CPUs" % (100.0 * x["agent_cpu_s"] / secs, x["agent_cpu_s"], secs,
                                           fmt(x.get("units"), 0)))
             rows.append(["database impact <= 2% fewer sysbench transactions/s", verdict(ok), note])
