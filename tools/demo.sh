@@ -23,12 +23,14 @@ fi
 
 . tests/lib/servers.sh
 work=$(mktemp -d /tmp/mrte-demo.XXXXXX)
+pins=/sys/fs/bpf/mrte-demo
 agent_pid=
 client_pid=
 cleanup() {
 	[ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
 	[ -n "$client_pid" ] && kill -TERM "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
 	servers_stop
+	rmdir "$pins" 2>/dev/null # the collector removed its own pins inside
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -41,7 +43,6 @@ servers_start "$work" || exit 1
 sysbench_prepare || exit 1
 exchange=mrte-demo
 queue=mrte-demo
-pins=/sys/fs/bpf/mrte-demo
 "$BUILD"/mrte-dump --rabbitmq_port="$AMQP_PORT" --declare --exchange="$exchange" --queue="$queue" || exit 1
 general_log_reset
 
