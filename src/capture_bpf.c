@@ -443,8 +443,15 @@ static void bpf_capture_unpin(struct bpf_capture *b)
 	for (int i = 0; i < 2; i++)
 		if (b->pin_path[i][0])
 			unlink(b->pin_path[i]);
-	if (b->pin_dir[0])
-		rmdir(b->pin_dir); /* only if empty; the parent stays for other interfaces */
+	if (b->pin_dir[0] && rmdir(b->pin_dir) == 0) {
+		/* And the parent, if no other interface's agent uses it. */
+		char *slash = strrchr(b->pin_dir, '/');
+
+		if (slash && slash != b->pin_dir) {
+			*slash = '\0';
+			rmdir(b->pin_dir);
+		}
+	}
 }
 
 void bpf_capture_free(struct bpf_capture *b)
