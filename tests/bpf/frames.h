@@ -37,6 +37,24 @@ struct spec {
 	size_t cut;     /* non-zero: the frame is cut to this many bytes */
 };
 
+/* What record i of a segment (payload plen, `nrec` records) must say: its
+ * length, sequence number and flags.  A SYN's data starts one after its
+ * sequence number: record 0 keeps the SYN (and the SYN's number), a later
+ * record has its own first byte's number; FIN only on the last. */
+static inline void expected_record(const struct spec *s, size_t plen, size_t i, size_t nrec,
+				   size_t *len, uint32_t *seq, uint8_t *flags)
+{
+	size_t done = i * MRTE_CHUNK;
+
+	*len = plen - done < MRTE_CHUNK ? plen - done : MRTE_CHUNK;
+	*seq = s->seq + (uint32_t)done + (i && (s->flags & MRTE_TCP_SYN) ? 1 : 0);
+	*flags = s->flags;
+	if (i)
+		*flags &= (uint8_t)~MRTE_TCP_SYN;
+	if (i + 1 != nrec)
+		*flags &= (uint8_t)~MRTE_TCP_FIN;
+}
+
 /* The VLAN tag stacks every test runs: the parser follows up to three. */
 struct vlan_case {
 	const char *name;

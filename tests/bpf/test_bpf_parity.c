@@ -966,19 +966,11 @@ static void check_as_expected(const struct tframe *t, const struct result *r)
 
 	for (size_t i = 0; i < r->recs.n; i++) {
 		const struct got *g = &r->recs.r[i];
-		size_t done = i * MRTE_CHUNK;
-		size_t n = t->payload_len - done < MRTE_CHUNK ? t->payload_len - done : MRTE_CHUNK;
-		bool last = i + 1 == r->recs.n;
-		uint8_t flags = s->flags;
-		/* A SYN's data starts one after its sequence number: chunk 0
-		 * keeps the SYN (and the SYN's number), a later chunk has its
-		 * own first byte's number. */
-		uint32_t seq = s->seq + (uint32_t)done + (i && (s->flags & MRTE_TCP_SYN) ? 1 : 0);
+		size_t done = i * MRTE_CHUNK, n;
+		uint32_t seq;
+		uint8_t flags;
 
-		if (i)
-			flags &= (uint8_t)~MRTE_TCP_SYN;
-		if (!last)
-			flags &= (uint8_t)~MRTE_TCP_FIN;
+		expected_record(s, t->payload_len, i, r->recs.n, &n, &seq, &flags);
 		CHECK(g->rec.saddr == want_saddr && g->rec.daddr == want_daddr &&
 			      g->rec.sport == s->sport && g->rec.dport == s->dport,
 		      "record %zu: addresses/ports %08x:%u -> %08x:%u", i, g->rec.saddr,

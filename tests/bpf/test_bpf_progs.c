@@ -426,19 +426,11 @@ static void check_records(const struct run *r, const struct spec *s, size_t firs
 	for (size_t i = 0; i < nchunks; i++) {
 		const struct got *g = &got[first + i];
 		const struct mrte_rec *rec = &g->rec;
-		size_t done = i * MRTE_CHUNK, n = s->plen - done < MRTE_CHUNK ? s->plen - done
-									     : MRTE_CHUNK;
-		bool last = i + 1 == nchunks;
-		uint8_t flags = s->flags;
-		/* The first payload byte of a SYN segment comes after the SYN:
-		 * chunk 0 carries the SYN and its sequence number, a later
-		 * chunk the sequence number of its own first byte. */
-		uint32_t seq = s->seq + (uint32_t)done + (i && (s->flags & MRTE_TCP_SYN) ? 1 : 0);
+		size_t done = i * MRTE_CHUNK, n;
+		uint32_t seq;
+		uint8_t flags;
 
-		if (i)
-			flags &= (uint8_t)~MRTE_TCP_SYN;
-		if (!last)
-			flags &= (uint8_t)~MRTE_TCP_FIN;
+		expected_record(s, s->plen, i, nchunks, &n, &seq, &flags);
 		CHECK(g->ring == ring, "record %zu in ring %u, flow hash says ring %u", i, g->ring,
 		      ring);
 		CHECK(rec->saddr == htonl(s->saddr), "saddr %08x, want %08x (network order)",
