@@ -32,9 +32,6 @@ struct feed {
 struct capture;
 
 struct capture *capture_open(const struct mrte_config *cfg);
-/* The chosen backend, e.g. "xdp (generic)", "tc", "pcap". */
-const char *capture_describe(const struct capture *c);
-enum capture_mode capture_mode(const struct capture *c);
 
 struct feed *capture_feed(struct capture *c, unsigned idx, feed_record_fn fn, void *ctx);
 

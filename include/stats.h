@@ -9,18 +9,6 @@
 #include "mrte.h"
 #include "publish.h"
 
-struct stats_snapshot {
-	uint64_t t_ns;
-	struct mrte_kstats k;
-	struct mrte_agent_stats a;
-	uint64_t if_drops;
-};
-
-/* The original's columns, as totals (rates are taken between two snapshots). */
-uint64_t stats_total_packets(const struct stats_snapshot *s);
-uint64_t stats_valid_packets(const struct stats_snapshot *s);
-uint64_t stats_dropped_packets(const struct stats_snapshot *s);
-
 struct stats;
 
 struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps,

@@ -215,16 +215,6 @@ struct capture *capture_open(const struct mrte_config *cfg)
 	return c;
 }
 
-const char *capture_describe(const struct capture *c)
-{
-	return c->desc;
-}
-
-enum capture_mode capture_mode(const struct capture *c)
-{
-	return c->mode;
-}
-
 struct feed *capture_feed(struct capture *c, unsigned idx, feed_record_fn fn, void *ctx)
 {
 	if (c->mode == CAPTURE_PCAP)

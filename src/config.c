@@ -427,8 +427,9 @@ void config_print_help(FILE *out, const char *prog)
 
 /* ---- parse ---------------------------------------------------------------- */
 
-/* The largest message a publisher builds: --batch_bytes, or one unit of
- * the largest record (a chunk plus a held header, or a COM_INIT_DB). */
+/* The largest message a publisher builds: --batch_bytes, or LOCAL_IP and one
+ * unit of the largest record (a chunk plus a held 8-byte header, or a
+ * COM_INIT_DB with a 256-byte database name). */
 uint64_t config_message_max(const struct mrte_config *cfg)
 {
 	uint64_t unit = 4 + 14 + MRTE_CHUNK + 8 + 256;

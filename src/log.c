@@ -11,16 +11,10 @@
 #include <unistd.h>
 
 static enum log_level log_threshold = LOG_INFO;
-static const char *log_prefix = "";
 
 void log_set_level(enum log_level level)
 {
 	log_threshold = level;
-}
-
-void log_set_prefix(const char *prefix)
-{
-	log_prefix = prefix ? prefix : "";
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -37,7 +31,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	n = strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, " [%-5s] %s", names[level], log_prefix);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, " [%-5s] ", names[level]);
 	va_start(ap, fmt);
 	int m = vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
 	va_end(ap);

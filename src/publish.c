@@ -535,10 +535,8 @@ static int publisher_init(struct publisher *p, int id, const struct mrte_config 
 	p->sink_fd_watched = -1;
 	p->epfd = p->evfd = -1;
 	pthread_mutex_init(&p->ctl_lock, NULL);
-	/* A message holds up to batch_bytes, or one unit of the largest record. */
-	p->buf_cap = WIRE_LOCAL_IP_LEN + wire_unit_size(MRTE_CHUNK + 8 + MAX_DB_NAME);
-	if (p->buf_cap < cfg->batch_bytes)
-		p->buf_cap = cfg->batch_bytes;
+	/* The same size the memory bound counts per message. */
+	p->buf_cap = config_message_max(cfg);
 	p->pend_cap = cfg->queue_size + 1;
 	p->policy = (struct batch_policy){.max_units = cfg->batch_packets,
 					  .max_bytes = cfg->batch_bytes,

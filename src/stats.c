@@ -22,11 +22,18 @@
 
 #include "log.h"
 
+struct stats_snapshot {
+	uint64_t t_ns;
+	struct mrte_kstats k;
+	struct mrte_agent_stats a;
+	uint64_t if_drops;
+};
+
 struct stats {
 	FILE *out;
 	struct capture *cap;
 	struct publishers *ps;
-	struct stats_snapshot cur, row_prev, first;
+	struct stats_snapshot cur, row_prev;
 	unsigned rows;
 	uint64_t mem_budget;
 	bool warned_rss;
@@ -34,17 +41,17 @@ struct stats {
 
 /* ---- derived totals --------------------------------------------------------- */
 
-uint64_t stats_total_packets(const struct stats_snapshot *s)
+static uint64_t stats_total_packets(const struct stats_snapshot *s)
 {
 	return s->k.matched;
 }
 
-uint64_t stats_valid_packets(const struct stats_snapshot *s)
+static uint64_t stats_valid_packets(const struct stats_snapshot *s)
 {
 	return s->a.segments_published;
 }
 
-uint64_t stats_dropped_packets(const struct stats_snapshot *s)
+static uint64_t stats_dropped_packets(const struct stats_snapshot *s)
 {
 	const struct mrte_kstats *k = &s->k;
 	const struct mrte_agent_stats *a = &s->a;
@@ -68,7 +75,7 @@ struct stats *stats_new(FILE *out, struct capture *cap, struct publishers *ps,
 	s->cap = cap;
 	s->ps = ps;
 	stats_sample(s);
-	s->row_prev = s->first = s->cur;
+	s->row_prev = s->cur;
 	return s;
 }
 
